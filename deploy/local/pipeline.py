@@ -1,0 +1,250 @@
+"""Run the whole pipeline locally: the four services as processes, fed with the sample.
+
+    python -m deploy.local.pipeline run     # stack up, services up, sample in, summary out
+    python -m deploy.local.pipeline stop    # stop the four services (the stack stays up)
+    python -m deploy.local.pipeline status
+
+The same :class:`ServiceProcesses` starts the services for the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from deploy.local.sample import SampleMessage, sample_messages
+from services.common.kafka import ensure_topics
+from services.common.settings import DEFAULT_METRICS_PORTS, Settings
+from services.common.topics import TopicNames
+from services.common.topology import load_topology
+
+SERVICES = ("intake", "screening", "routing", "notifications")
+REPO = Path(__file__).resolve().parents[2]
+RUN_DIR = REPO / ".run"
+
+
+class ServiceProcesses:
+    """The four service processes of one pipeline, with their logs and PID files."""
+
+    def __init__(self, env: Mapping[str, str], run_dir: Path = RUN_DIR) -> None:
+        self.env = dict(env)
+        self.run_dir = run_dir
+        self.log_dir = run_dir / "logs"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def pid_file(self, service: str) -> Path:
+        """Where the PID of ``service`` is kept."""
+        return self.run_dir / f"{service}.pid"
+
+    def running_pid(self, service: str) -> int | None:
+        """PID of a live process of ``service`` started from this run dir, if any."""
+        try:
+            pid = int(self.pid_file(service).read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def start(self, service: str) -> None:
+        """Start ``service`` unless it already runs."""
+        if self.running_pid(service) is not None:
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / f"{service}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[service] = proc
+        self.pid_file(service).write_text(str(proc.pid))
+
+    def start_all(self, services: Iterable[str] = SERVICES) -> None:
+        """Start every service that is not running."""
+        for service in services:
+            self.start(service)
+
+    def stop(self, service: str, *, kill: bool = False, wait_seconds: float = 30.0) -> None:
+        """Stop ``service``: SIGTERM (graceful) or SIGKILL (a crash), and wait for it."""
+        pid = self.running_pid(service)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        proc = self.procs.pop(service, None)
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            if proc is not None:
+                if proc.poll() is not None:
+                    break
+            elif self.running_pid(service) is None:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            if proc is not None:
+                proc.wait(10)
+        self.pid_file(service).unlink(missing_ok=True)
+
+    def stop_all(self) -> None:
+        """Stop every service."""
+        for service in SERVICES:
+            self.stop(service)
+
+
+async def publish(bootstrap: str, topics: TopicNames, messages: Iterable[SampleMessage]) -> None:
+    """Publish ``messages`` to their (deployed) topics and wait for the broker's acks."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for m in messages:
+            await producer.send_and_wait(topics(m.topic), m.value, key=m.key, headers=m.headers)
+    finally:
+        await producer.stop()
+
+
+#: Progress of the sample: recorded, acknowledged, routed-and-handled by notifications.
+SAMPLE_PROGRESS_SQL = """
+SELECT
+  (SELECT count(*) FROM contacts WHERE source_reference LIKE '%SAMPLE%') AS contacts,
+  (SELECT count(*) FROM dead_letters WHERE service = 'intake') AS dead,
+  (SELECT count(*) FROM feedback f JOIN contacts c USING (contact_id)
+    WHERE c.source_reference LIKE '%SAMPLE%' AND f.kind = 'acknowledgement') AS acknowledged,
+  (SELECT count(*) FROM processed_events
+    WHERE service = 'notifications' AND topic LIKE '%mash.routed.v1'
+      AND outcome <> 'pending') AS outcomes_handled
+"""
+
+
+async def wait_for_sample(
+    dsn: str, expected_contacts: int, expected_dead: int, wait_seconds: float
+) -> None:
+    """Wait until the sample has been recorded, routed and acknowledged end to end."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn)
+            try:
+                row = await conn.fetchrow(SAMPLE_PROGRESS_SQL)
+            finally:
+                await conn.close()
+            if row is not None and (
+                row["contacts"] >= expected_contacts
+                and row["acknowledged"] >= expected_contacts
+                and row["outcomes_handled"] >= expected_contacts
+                and row["dead"] >= expected_dead
+            ):
+                return
+        except (OSError, asyncpg.PostgresError):
+            pass  # services still applying migrations
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                "the sample did not travel the whole pipeline in time; see .run/logs"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def summary(dsn: str) -> str:
+    """A plain-text summary of what the pipeline recorded."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        contacts = await conn.fetchval("SELECT count(*) FROM contacts")
+        dead = await conn.fetch(
+            "SELECT reason, count(*) AS n FROM dead_letters GROUP BY 1 ORDER BY 1"
+        )
+        outcomes = await conn.fetch(
+            "SELECT outcome, count(*) AS n FROM decisions GROUP BY 1 ORDER BY 1"
+        )
+        queues = await conn.fetch(
+            "SELECT hub, queue, count(*) AS n FROM queue_items GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        feedback = await conn.fetch(
+            "SELECT kind, count(*) AS n FROM feedback GROUP BY 1 ORDER BY 1"
+        )
+    finally:
+        await conn.close()
+    lines = [f"contacts recorded:        {contacts}"]
+    lines += [f"dead letters ({r['reason']}): {r['n']}" for r in dead]
+    lines += [f"decisions {r['outcome']:<20} {r['n']}" for r in outcomes]
+    lines += [f"queue items {r['hub']:<20} {r['queue']:<20} {r['n']}" for r in queues]
+    lines += [f"feedback {r['kind']:<16} {r['n']}" for r in feedback]
+    return "\n".join(lines)
+
+
+def _stack(*args: str) -> None:
+    subprocess.run([sys.executable, str(REPO / "deploy/local/stack.py"), *args], check=True)
+
+
+def run(timeout: float) -> int:
+    """Bring everything up, feed the sample, print the summary and where to look."""
+    _stack("up")
+    settings = Settings()
+    services = ServiceProcesses(os.environ)
+    topics = TopicNames(settings.topic_prefix)
+    asyncio.run(
+        ensure_topics(
+            settings.bootstrap_list,
+            topics.all_specs(load_topology(settings.topology).hub_ids, settings.partitions),
+        )
+    )
+    services.start_all()
+    messages = sample_messages()
+    asyncio.run(
+        publish(settings.kafka_bootstrap_servers, TopicNames(settings.topic_prefix), messages)
+    )
+    valid = sum(m.valid for m in messages)
+    print(f"published {len(messages)} sample messages ({valid} valid, {len(messages) - valid} bad)")
+    asyncio.run(wait_for_sample(settings.database_url, valid, len(messages) - valid, timeout))
+    print(asyncio.run(summary(settings.database_url)))
+    print()
+    print("The four services keep running. Where to look:")
+    for name in SERVICES:
+        print(
+            f"  {name:<14} metrics http://127.0.0.1:{DEFAULT_METRICS_PORTS[name]}/metrics"
+            f"   log {services.log_dir / (name + '.log')}"
+        )
+    print(f"  database       psql {settings.database_url}")
+    print(f"  broker         {settings.kafka_bootstrap_servers} (topics mash.*)")
+    print("Stop with: make stop")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="stack up, services up, feed the sample, print a summary")
+    run_p.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for the sample"
+    )
+    sub.add_parser("stop", help="stop the four services")
+    sub.add_parser("status", help="show which services run")
+    args = parser.parse_args(argv)
+    services = ServiceProcesses(os.environ)
+    if args.command == "run":
+        return run(args.timeout)
+    if args.command == "stop":
+        services.stop_all()
+        return 0
+    for name in SERVICES:
+        pid = services.running_pid(name)
+        print(f"{name:<14} {'up   pid ' + str(pid) if pid else 'down'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""Internal and outbound events: what mash-router's services publish (CONTRACT.md).
+
+These are produced by our own services, so their job is mostly to keep producers honest
+(unknown fields are still rejected) and to give consumers a schema. The intake firewall
+shows in the shapes: no narrative, adults or officer details appear in any of them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.base import (
+    ContractModel,
+    FactorCode,
+    Identifier,
+    IsoDate,
+    Outcome,
+    Postcode,
+    QueueName,
+    Rag,
+    ReferralSource,
+    SchoolUrn,
+    Timestamp,
+)
+from schemas.inbound import Indicators
+
+__all__ = [
+    "Contact",
+    "ContactChild",
+    "DeadLetter",
+    "DeadLetterHeader",
+    "DeadLetterReason",
+    "Decision",
+    "DecisionSubject",
+    "Feedback",
+    "FieldError",
+    "QueueItem",
+    "Routed",
+    "RuleHit",
+    "SchoolNotification",
+    "SlaBreach",
+    "SourceCoordinates",
+]
+
+# Hub ids appear inside topic names (mash.queue.<hub>.<queue>.v1), so they are held to
+# a slug that is always a legal Kafka topic component.
+HubId = Annotated[
+    str, StringConstraints(min_length=1, max_length=60, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+]
+Level = Annotated[int, Field(ge=1, le=4)]
+Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+KafkaInt = Annotated[int, Field(ge=0)]
+QueueItemStatus = Literal[
+    "open", "acknowledged", "strategy_discussion_held", "assessment_completed", "closed"
+]
+DecisionSource = Literal["rules", "practitioner"]
+
+
+class FieldError(ContractModel):
+    """One validation problem: where it is and what is wrong."""
+
+    path: str
+    """Dotted path into the payload, e.g. 'children.0.nhs_number'; '' for the whole message
+    (or the header name, e.g. 'ce_type', for envelope problems)."""
+    message: str
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message was dead-lettered."""
+
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_HEADER = "missing_header"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+
+
+class SourceCoordinates(ContractModel):
+    """Where a contact came from: the inbound event and its position on Kafka."""
+
+    kind: Literal["police", "referral"]
+    system: Identifier
+    """The inbound ce_source, e.g. 'urn:police:west-midlands:niche'."""
+    event_id: Identifier
+    """The inbound ce_id (the idempotency key)."""
+    reference: Identifier
+    """The sender's reference: notification_id or referral_id."""
+    agency_id: Identifier
+    """Where feedback goes: referrer.agency_id, or the force for police."""
+    referral_source: ReferralSource
+    """Census referral source; '6' for police."""
+    topic: Identifier
+    partition: KafkaInt
+    offset: KafkaInt
+
+
+class ContactChild(ContractModel):
+    """A child on a recorded contact, with the subject id assigned by intake."""
+
+    subject_id: Identifier
+    child_ref: Identifier
+    """The sender's id for this child."""
+    household_key: Identifier | None
+    given_name: str | None
+    family_name: str | None
+    date_of_birth: IsoDate | None
+    expected_date_of_birth: IsoDate | None
+    postcode: Postcode | None
+    no_fixed_abode: bool
+    school_urn: SchoolUrn | None
+    present_at_incident: bool | None
+    """Police contacts only."""
+    resident: bool | None
+    """Police contacts only."""
+
+
+class Contact(ContractModel):
+    """A recorded contact (topic mash.contacts.v1, keyed by subject key).
+
+    No narrative, adults or officer: they never leave intake.
+    """
+
+    contact_id: Identifier
+    contact_reference: Identifier
+    """Our reference, given to the referrer in the acknowledgement."""
+    subject_key: Identifier
+    received_at: Timestamp
+    recorded_at: Timestamp
+    source: SourceCoordinates
+    incident_type: str | None
+    incident_at: Timestamp | None
+    ppn_grade: str | None
+    dash_risk: str | None
+    crime_reference_present: bool
+    restricted: bool
+    factors: list[FactorCode]
+    indicators: Indicators | None
+    """Referrals only."""
+    children: Annotated[list[ContactChild], Field(min_length=1)]
+    hub: HubId
+    out_of_area: bool
+    open_case: bool
+    re_referral: bool
+    linked_contact_ids: list[Identifier]
+
+
+class RuleHit(ContractModel):
+    """A rule that fired, with its plain-English one-line reason."""
+
+    id: Identifier
+    """Rule id, e.g. 'R4-DA-HIGH'."""
+    reason: str
+
+
+class DecisionSubject(ContractModel):
+    """A child the decision is about."""
+
+    subject_id: Identifier
+    child_ref: Identifier
+
+
+class Decision(ContractModel):
+    """A screening decision (topic mash.decisions.v1, keyed by subject key).
+
+    Automated (``source='rules'``) or a practitioner's (``source='practitioner'``); an
+    override supersedes the earlier decision and both are kept.
+    """
+
+    decision_id: Identifier
+    contact_id: Identifier
+    contact_reference: Identifier
+    level: Level
+    outcome: Outcome
+    target_agency: str | None
+    rag: Rag
+    rules: Annotated[list[RuleHit], Field(min_length=1)]
+    """Every rule that fired."""
+    rule_set_version: Identifier
+    rule_set_hash: Identifier
+    joint_screening: bool
+    participating_agencies: list[str]
+    marac_referral: bool
+    encompass_required: bool
+    source: DecisionSource
+    decided_at: Timestamp
+    hub: HubId
+    subjects: Annotated[list[DecisionSubject], Field(min_length=1)]
+    open_case: bool
+    received_at: Timestamp
+    contact_source: SourceCoordinates
+    supersedes_decision_id: Identifier | None = None
+
+
+class QueueItem(ContractModel):
+    """A unit of work for a hub queue (topic mash.queue.<hub>.<queue>.v1), one per child."""
+
+    queue_item_id: Identifier
+    contact_id: Identifier
+    decision_id: Identifier
+    subject_id: Identifier
+    hub: HubId
+    queue: QueueName
+    outcome: Outcome
+    target_agency: str | None = None
+    rag: Rag
+    deadlines: dict[str, Timestamp]
+    """Deadline name -> due time."""
+    open_case_update: bool
+    status: QueueItemStatus
+    routed_at: Timestamp
+
+
+class Routed(ContractModel):
+    """One per routing or re-routing (topic mash.routed.v1, keyed by contact id)."""
+
+    routed_id: Identifier
+    contact_id: Identifier
+    contact_reference: Identifier
+    decision_id: Identifier
+    decision_source: DecisionSource
+    level: Level
+    outcome: Outcome
+    rag: Rag
+    target_agency: str | None = None
+    hub: HubId
+    queue: QueueName | None
+    """None for no_further_action."""
+    queue_item_ids: list[Identifier]
+    contact_source: SourceCoordinates
+    received_at: Timestamp
+    decided_at: Timestamp
+    routed_at: Timestamp
+
+
+class Feedback(ContractModel):
+    """Feedback to a referrer through the firewall (topic mash.feedback.v1).
+
+    Nothing else may be added: no narratives, DASH answers, adults' details, rule reasons
+    or restricted-investigation flags.
+    """
+
+    feedback_id: Identifier
+    kind: Literal["acknowledgement", "outcome", "update"]
+    referrer_reference: Identifier
+    contact_reference: Identifier
+    outcome: Outcome | None = None
+    outcome_text: str | None = None
+    hub: HubId | None = None
+    hub_contact: str | None = None
+    issued_at: Timestamp
+
+
+class SchoolNotification(ContractModel):
+    """An Operation Encompass notice to a school (topic mash.notifications.schools.v1)."""
+
+    notice_id: Identifier
+    school_urn: SchoolUrn
+    child_given_name: str
+    child_family_name: str
+    child_date_of_birth: IsoDate
+    police_reference: Identifier
+    incident_at: Timestamp
+    child_present: bool
+    due_by: Timestamp
+    """08:30 on the next school day after the incident."""
+
+
+class SlaBreach(ContractModel):
+    """A missed deadline (topic mash.sla.breaches.v1); at most one per item and deadline."""
+
+    breach_id: Identifier
+    queue_item_id: Identifier
+    deadline: Identifier
+    """The deadline's name, a key of QueueItem.deadlines."""
+    due_at: Timestamp
+    breached_at: Timestamp
+    hub: HubId
+    queue: QueueName
+
+
+class DeadLetterHeader(ContractModel):
+    """A Kafka header of the original message; value base64-encoded (None if null)."""
+
+    key: str
+    value: Base64 | None
+
+
+class DeadLetter(ContractModel):
+    """A message that could not be accepted (topic mash.deadletter.v1)."""
+
+    dead_letter_id: Identifier
+    original_topic: Identifier
+    partition: KafkaInt
+    offset: KafkaInt
+    original_key: Base64 | None
+    """The original key, base64-encoded; None if the key was null."""
+    original_value: Base64 | None
+    """The original value, base64-encoded; None if the value was null."""
+    headers: list[DeadLetterHeader]
+    reason: DeadLetterReason
+    errors: list[FieldError]
+    service: Identifier
+    """The service that refused the message."""
+    at: Timestamp

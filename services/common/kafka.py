@@ -1,0 +1,142 @@
+"""The one Kafka app factory, topic creation, and the message shape agents work with.
+
+Faust is configured for at-least-once delivery with effects made idempotent elsewhere
+(NOTES-kafka-faust.md: exactly_once has open duplicate bugs). Values are consumed as raw
+bytes: Faust acks and skips what it cannot decode, so decoding and dead-lettering are
+explicit in :mod:`services.common.pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.common.settings import Settings
+from services.common.topics import TopicSpec
+
+log = structlog.get_logger(__name__)
+
+Headers = list[tuple[str, bytes | None]]
+
+#: Kafka protocol error code TOPIC_ALREADY_EXISTS.
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One Kafka record as the pipeline sees it: coordinates, key, value, headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp: float | None = None
+
+
+def _normalise_headers(
+    raw: Sequence[tuple[str, bytes | None]] | Mapping[str, Any] | None,
+) -> Headers:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    out: Headers = []
+    for k, v in items:
+        key = k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)
+        value = v.encode() if isinstance(v, str) else v
+        out.append((key, value))
+    return out
+
+
+def inbound_message(event: Any) -> InboundMessage:
+    """Build an :class:`InboundMessage` from a Faust ``EventT`` (``stream.events()``)."""
+    m = event.message
+    return InboundMessage(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key,
+        value=m.value,
+        headers=_normalise_headers(m.headers),
+        timestamp=m.timestamp,
+    )
+
+
+def make_app(service: str, settings: Settings) -> faust.App:
+    """The Faust app of ``service``: group ``mash-<service>``, at-least-once, no Faust web."""
+    return faust.App(
+        f"mash-{service}{settings.group_suffix}",
+        broker=[f"kafka://{b}" for b in settings.bootstrap_list],
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Topics are created by ensure_topics() from the one catalogue, not by Faust.
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        # Our own prometheus endpoint replaces Faust's web server.
+        web_enabled=False,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        stream_wait_empty=True,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> Any:
+    """A Faust topic that hands agents the raw key/value bytes."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: Iterable[str],
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = 1,
+    wait_seconds: float = 60.0,
+) -> list[str]:
+    """Create the topics in ``specs`` that do not exist yet; return those created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap_servers))
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        try:
+            await admin.start()
+            break
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        if wanted:
+            response = await admin.create_topics(
+                [NewTopic(s.name, s.partitions, replication_factor) for s in wanted],
+                timeout_ms=int(wait_seconds * 1000),
+            )
+            for topic_error in response.topic_errors:
+                name, code = topic_error[0], topic_error[1]
+                if code == 0:
+                    created.append(name)
+                elif code != TOPIC_ALREADY_EXISTS:  # another service created it first
+                    raise RuntimeError(f"could not create topic {name}: error code {code}")
+            log.info("topics_created", topic_count=len(created))
+        return created
+    finally:
+        await admin.close()

@@ -1,0 +1,113 @@
+"""What every service process shares at run time: settings, logger, metrics, database
+pool, outbox relay, topic names — built once, started lazily inside Faust's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import asyncpg
+import faust
+import structlog
+
+from services.common.db import create_pool
+from services.common.kafka import ensure_topics, make_app
+from services.common.logging import configure_logging
+from services.common.metrics import ServiceMetrics
+from services.common.outbox import OutboxRelay
+from services.common.settings import Settings
+from services.common.topics import TopicNames, TopicSpec
+
+
+class ServiceRuntime:
+    """The shared runtime of one service process."""
+
+    def __init__(self, service: str, settings: Settings | None = None) -> None:
+        self.service = service
+        self.settings = settings or Settings()
+        self.log: structlog.stdlib.BoundLogger = configure_logging(service, self.settings.log_level)
+        self.metrics = ServiceMetrics(service)
+        self.topics = TopicNames(self.settings.topic_prefix)
+        self.app: faust.App = make_app(service, self.settings)
+        self._pool: asyncpg.Pool | None = None
+        self._relay: OutboxRelay | None = None
+        self._started = asyncio.Event()
+        self._start_lock: asyncio.Lock | None = None
+        self.app.task(self._start_in_background)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The database pool (only after :meth:`ready`)."""
+        if self._pool is None:
+            raise RuntimeError("runtime not started")
+        return self._pool
+
+    @property
+    def relay(self) -> OutboxRelay:
+        """The outbox relay (only after :meth:`ready`)."""
+        if self._relay is None:
+            raise RuntimeError("runtime not started")
+        return self._relay
+
+    async def _start_in_background(self) -> None:
+        await self.ready()
+
+    async def ready(self) -> None:
+        """Connect to the database (retrying until it answers) and start the relay, once."""
+        if self._started.is_set():
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started.is_set():
+                return
+            delay = 0.5
+            while True:
+                try:
+                    self._pool = await create_pool(self.settings.database_url)
+                    break
+                except (OSError, asyncpg.PostgresError) as exc:
+                    self.metrics.retries.labels(stage="database_connect").inc()
+                    self.log.warning(
+                        "database_unavailable", error_type=type(exc).__name__, delay_seconds=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_seconds)
+            self._relay = OutboxRelay(
+                service=self.service,
+                pool=self._pool,
+                bootstrap_servers=self.settings.bootstrap_list,
+                metrics=self.metrics,
+                batch_size=self.settings.outbox_batch_size,
+                poll_seconds=self.settings.outbox_poll_seconds,
+                retry_max_seconds=self.settings.retry_max_seconds,
+            )
+            asyncio.get_running_loop().create_task(self._relay.run(), name="outbox-relay")
+            self._started.set()
+            self.log.info("service_ready")
+
+    def run(self, extra_topics: Iterable[TopicSpec] = ()) -> None:
+        """Create topics, expose /metrics and run the Faust worker until stopped."""
+        from faust.worker import Worker
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(
+            ensure_topics(
+                self.settings.bootstrap_list,
+                list(extra_topics),
+                replication_factor=self.settings.replication_factor,
+            )
+        )
+        port = self.settings.metrics_port_for(self.service)
+        self.metrics.serve(port)
+        self.log.info("service_starting", metrics_port=port)
+        worker = Worker(
+            self.app,
+            loglevel=self.settings.log_level,
+            loop=loop,
+            override_logging=False,
+            redirect_stdouts=False,
+        )
+        worker.execute_from_commandline()

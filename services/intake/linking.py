@@ -1,0 +1,57 @@
+"""Subject linking: who is this child, which household — pure functions, no I/O.
+
+Matching rules (a hub can read them here):
+1. A child with an NHS number is identified by it alone: ``subject_id = id("nhs", number)``.
+2. Otherwise by normalised family name + date of birth (or expected date of birth for an
+   unborn child) + normalised postcode. Normalising removes case, spaces, hyphens and
+   apostrophes ("O'Neil-Smith" == "oneil smith") but keeps every letter, so near-misses
+   ("Smith" vs "Smyth", a different birth date, a different postcode) do not match.
+3. Without a postcode (no fixed abode) there is no demographic match: the child gets a
+   subject id of its own from the sender's system and ``child_ref``.
+The household key is the normalised postcode + first address line; no address, no key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from services.common.ids import derive_id
+
+_NOT_LETTER_OR_DIGIT = re.compile(r"[^0-9a-z]")
+
+
+def normalise_name(name: str | None) -> str:
+    """Lower-case letters and digits only: ``"O'Neil-Smith "`` -> ``"oneilsmith"``."""
+    return _NOT_LETTER_OR_DIGIT.sub("", (name or "").casefold())
+
+
+def normalise_postcode(postcode: str | None) -> str:
+    """Upper-case without spaces: ``"b6 4aa"`` -> ``"B64AA"``."""
+    return re.sub(r"\s+", "", (postcode or "")).upper()
+
+
+def subject_id(
+    *,
+    nhs_number: str | None,
+    family_name: str | None,
+    birth_date: date | None,
+    postcode: str | None,
+    source_system: str,
+    child_ref: str,
+) -> str:
+    """The stable subject id of a child under the matching rules above."""
+    if nhs_number:
+        return derive_id("subject", "nhs", nhs_number)
+    name, code = normalise_name(family_name), normalise_postcode(postcode)
+    if name and birth_date is not None and code:
+        return derive_id("subject", "demographic", name, birth_date.isoformat(), code)
+    return derive_id("subject", "sender", source_system, child_ref)
+
+
+def household_key(postcode: str | None, line1: str | None) -> str | None:
+    """A key shared by everyone at one address, or None without one."""
+    code = normalise_postcode(postcode)
+    if not code:
+        return None
+    return derive_id("household", code, normalise_name(line1))

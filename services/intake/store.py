@@ -1,0 +1,118 @@
+"""Intake's SQL, in one place: the system of record for contacts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from schemas.events import Contact
+from services.common.kafka import InboundMessage
+from services.intake.contacts import ContactHistory
+
+if TYPE_CHECKING:
+    from services.common.db import Connection
+
+#: Re-referral window (DOMAIN.md: a referral within 12 months of a previous one).
+RE_REFERRAL_WINDOW = timedelta(days=365)
+
+
+async def contact_exists(conn: Connection, source_system: str, reference: str) -> bool:
+    """Whether this (system, reference) was already recorded (a duplicate by source id)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM contacts WHERE source_system = $1 AND source_reference = $2",
+        source_system,
+        reference,
+    )
+    return found is not None
+
+
+async def load_history(
+    conn: Connection,
+    subject_ids: Sequence[str],
+    received_at: datetime,
+    incident_date: date | None,
+    source_system: str,
+) -> ContactHistory:
+    """Re-referral, open-case and linked-contact facts for the contact's children."""
+    ids = list(subject_ids)
+    re_referral = await conn.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM contact_children cc JOIN contacts c USING (contact_id)
+            WHERE cc.subject_id = ANY($1::text[])
+              AND c.received_at >= $2 AND c.received_at < $3)
+        """,
+        ids,
+        received_at - RE_REFERRAL_WINDOW,
+        received_at,
+    )
+    open_case = await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM queue_items
+                       WHERE subject_id = ANY($1::text[]) AND status <> 'closed')
+        """,
+        ids,
+    )
+    linked: list[str] = []
+    if incident_date is not None:
+        rows = await conn.fetch(
+            """
+            SELECT DISTINCT c.contact_id FROM contact_children cc JOIN contacts c USING (contact_id)
+            WHERE cc.subject_id = ANY($1::text[])
+              AND (c.received_at AT TIME ZONE 'Europe/London')::date = $2
+              AND c.source_system <> $3
+            ORDER BY c.contact_id
+            """,
+            ids,
+            incident_date,
+            source_system,
+        )
+        linked = [r["contact_id"] for r in rows]
+    return ContactHistory(
+        re_referral=bool(re_referral), open_case=bool(open_case), linked_contact_ids=linked
+    )
+
+
+async def record_contact(conn: Connection, contact: Contact, message: InboundMessage) -> None:
+    """Insert the contact, its children and the raw inbound bytes."""
+    src = contact.source
+    await conn.execute(
+        """
+        INSERT INTO contacts (contact_id, contact_reference, source_kind, source_system,
+            source_reference, source_event_id, agency_id, referral_source, hub, out_of_area,
+            subject_key, received_at, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        """,
+        contact.contact_id,
+        contact.contact_reference,
+        src.kind,
+        src.system,
+        src.reference,
+        src.event_id,
+        src.agency_id,
+        src.referral_source,
+        contact.hub,
+        contact.out_of_area,
+        contact.subject_key,
+        contact.received_at,
+        contact.recorded_at,
+    )
+    await conn.executemany(
+        """
+        INSERT INTO contact_children (contact_id, subject_id, child_ref, household_key)
+        VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+        """,
+        [
+            (contact.contact_id, c.subject_id, c.child_ref, c.household_key)
+            for c in contact.children
+        ],
+    )
+    await conn.execute(
+        "INSERT INTO raw_payloads (contact_id, event_id, value, headers) VALUES ($1, $2, $3, $4)",
+        contact.contact_id,
+        src.event_id,
+        message.value or b"",
+        json.dumps([[k, (v or b"").decode("utf-8", "replace")] for k, v in message.headers]),
+    )

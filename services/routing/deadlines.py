@@ -1,0 +1,214 @@
+"""Statutory clocks for routed contacts (DOMAIN.md, Deadlines), as data.
+
+``deadlines.yaml`` beside this module is the table practitioners read and change: each
+clock's start event and duration (with overrides by RAG rating and by single-agency
+target), and which clocks start for each queue. This module only does the arithmetic,
+using :class:`~services.common.calendar.WorkingCalendar`; the times are passed in, never
+read from a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.common.calendar import WorkingCalendar
+
+#: The shipped defaults.
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("deadlines.yaml")
+
+Queue = Literal["single-agency", "initial-assessment", "s47"]
+Rag = Literal["red", "amber", "green", "blue"]
+ClockStart = Literal["receipt", "decision", "strategy_discussion_held"]
+
+QUEUES: tuple[str, ...] = get_args(Queue)
+RAGS: tuple[str, ...] = get_args(Rag)
+
+# Clocks this module computes by name, outside the per-queue lists.
+ICPC = "icpc"
+SCREENING_DECISION = "screening_decision"
+
+
+class DeadlineConfigError(ValueError):
+    """The deadlines file is missing, unreadable or inconsistent (one-line message)."""
+
+
+class Duration(BaseModel):
+    """How long a clock runs: working days (same time of day) or clock hours (24/7)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    working_days: int | None = Field(default=None, ge=0)
+    hours: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Duration:
+        if (self.working_days is None) == (self.hours is None):
+            raise ValueError("give exactly one of working_days or hours")
+        return self
+
+    def after(self, start: datetime, calendar: WorkingCalendar) -> datetime:
+        """When a clock of this length that started at ``start`` runs out."""
+        if self.working_days is not None:
+            return calendar.add_working_days(start, self.working_days)
+        assert self.hours is not None  # guaranteed by _exactly_one
+        return calendar.add_clock_hours(start, self.hours)
+
+
+class Clock(BaseModel):
+    """One statutory clock: what starts it and how long it runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    starts: ClockStart
+    default: Duration | None = None
+    by_rag: dict[Rag, Duration] = Field(default_factory=dict)
+    by_agency: dict[str, Duration] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_a_duration(self) -> Clock:
+        if self.default is None and not self.by_rag and not self.by_agency:
+            raise ValueError("sets no duration (give default, by_rag or by_agency)")
+        return self
+
+    def duration_for(self, rag: str, target_agency: str | None = None) -> Duration | None:
+        """The most specific duration: by target agency, then by RAG, then the default."""
+        if target_agency is not None and target_agency in self.by_agency:
+            return self.by_agency[target_agency]
+        return self.by_rag.get(cast(Rag, rag), self.default)
+
+
+class DeadlineConfig(BaseModel):
+    """The clocks table: each clock, and which clocks start for each queue."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = Field(min_length=1)
+    clocks: dict[str, Clock]
+    queues: dict[Queue, tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeadlineConfig:
+        for name in (ICPC, SCREENING_DECISION):
+            if name not in self.clocks:
+                raise ValueError(f"clock {name!r} is missing")
+        icpc = self.clocks[ICPC]
+        if icpc.starts != "strategy_discussion_held" or icpc.default is None:
+            raise ValueError("clock 'icpc' must start at strategy_discussion_held with a default")
+        missing = [q for q in QUEUES if q not in self.queues]
+        if missing:
+            raise ValueError(f"queues {missing} have no clock list")
+        for queue, names in self.queues.items():
+            for name in names:
+                if name not in self.clocks:
+                    raise ValueError(f"queue {queue!r} lists unknown clock {name!r}")
+                # A queue's clocks start at routing time, from receipt or decision; a clock
+                # waiting on a later event cannot be computed then.
+                if self.clocks[name].starts not in ("receipt", "decision"):
+                    raise ValueError(
+                        f"queue {queue!r} lists clock {name!r}, which starts at "
+                        f"{self.clocks[name].starts} (only receipt or decision can be listed)"
+                    )
+        return self
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    text = f"{where}: {message}" if where else message
+    more = error.error_count() - 1
+    return text + (f" (and {more} more problem(s))" if more else "")
+
+
+def load_deadline_config(path: str | Path | None = None) -> DeadlineConfig:
+    """Load the clocks table (the shipped ``deadlines.yaml`` by default).
+
+    Raises DeadlineConfigError with a one-line message naming the file and the problem.
+    """
+    file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        raw: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DeadlineConfigError(f"{file}: cannot read deadlines file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise DeadlineConfigError(f"{file}: not valid YAML{line}: {problem}") from exc
+    if not isinstance(raw, dict):
+        raise DeadlineConfigError(f"{file}: expected a mapping with version, clocks, queues")
+    try:
+        return DeadlineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise DeadlineConfigError(f"{file}: {_one_line(exc)}") from exc
+
+
+def _rag(rag: str) -> str:
+    value = rag.strip().lower()
+    if value not in RAGS:
+        raise ValueError(f"unknown RAG rating {rag!r} (expected one of {RAGS})")
+    return value
+
+
+def _agency(target_agency: str | None) -> str | None:
+    # "Early Help", "early-help" and "early_help" name the same agency type.
+    if target_agency is None:
+        return None
+    return "_".join(target_agency.strip().lower().replace("-", " ").split())
+
+
+def screening_decision_deadline(
+    rag: str, received_at: datetime, calendar: WorkingCalendar, config: DeadlineConfig
+) -> datetime | None:
+    """When a screening decision awaiting practitioners is due (None if no clock, e.g. blue)."""
+    duration = config.clocks[SCREENING_DECISION].duration_for(_rag(rag))
+    return None if duration is None else duration.after(received_at, calendar)
+
+
+def deadlines_for(
+    queue: str,
+    rag: str,
+    target_agency: str | None,
+    received_at: datetime,
+    decided_at: datetime,
+    calendar: WorkingCalendar,
+    config: DeadlineConfig,
+    *,
+    awaiting_practitioners: bool = False,
+) -> dict[str, datetime]:
+    """The deadlines that start when a contact is routed to ``queue``, by clock name.
+
+    Clocks come from ``config.queues[queue]``; each starts at ``received_at`` or
+    ``decided_at`` as the table says. ``target_agency`` picks the single-agency figure
+    (unknown agencies get the default). With ``awaiting_practitioners`` the screening
+    decision clock is included too. Raises ValueError for an unknown queue or RAG rating.
+    """
+    if queue not in config.queues:
+        raise ValueError(f"unknown queue {queue!r} (expected one of {QUEUES})")
+    rag_value, agency = _rag(rag), _agency(target_agency)
+    starts = {"receipt": received_at, "decision": decided_at}
+    due: dict[str, datetime] = {}
+    if awaiting_practitioners:
+        screening = screening_decision_deadline(rag_value, received_at, calendar, config)
+        if screening is not None:
+            due[SCREENING_DECISION] = screening
+    for name in config.queues[queue]:
+        clock = config.clocks[name]
+        duration = clock.duration_for(rag_value, agency)
+        if duration is not None:
+            due[name] = duration.after(starts[clock.starts], calendar)
+    return due
+
+
+def icpc_deadline(
+    strategy_discussion_at: datetime, calendar: WorkingCalendar, config: DeadlineConfig
+) -> datetime:
+    """When the initial child protection conference is due, from the strategy discussion."""
+    duration = config.clocks[ICPC].default
+    assert duration is not None  # guaranteed by DeadlineConfig._consistent
+    return duration.after(strategy_discussion_at, calendar)

@@ -1,0 +1,102 @@
+"""The committed JSON Schema files and AsyncAPI document match the models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schemas import export
+from schemas.types import CE_TYPES
+
+SCHEMAS_DIR = Path(export.__file__).resolve().parent
+ASYNCAPI = SCHEMAS_DIR / "asyncapi.yaml"
+FIX = "run `python -m schemas.export` and commit the files under schemas/json/"
+
+TOPICS = {
+    "mash.inbound.police-notifications.v1",
+    "mash.inbound.referrals.v1",
+    "mash.practitioner-decisions.v1",
+    "mash.queue-updates.v1",
+    "mash.contacts.v1",
+    "mash.decisions.v1",
+    "mash.queue.{hub}.{queue}.v1",
+    "mash.routed.v1",
+    "mash.feedback.v1",
+    "mash.notifications.schools.v1",
+    "mash.sla.breaches.v1",
+    "mash.deadletter.v1",
+}
+
+
+@pytest.mark.parametrize("name", sorted(export.render_all()))
+def test_exported_schema_matches_models(name: str) -> None:
+    """Each committed schema file is exactly what the models produce now."""
+    path = export.JSON_DIR / name
+    assert path.is_file(), f"{path} is missing: {FIX}"
+    assert path.read_text(encoding="utf-8") == export.render_all()[name], (
+        f"{path} has drifted from the pydantic models: {FIX}"
+    )
+
+
+def test_no_stale_schema_files() -> None:
+    """No schema file is left over from a model that no longer exists."""
+    assert export.drifted() == [], f"drifted files: {export.drifted()}; {FIX}"
+
+
+def test_schema_files_are_draft_2020_12_with_id_and_title() -> None:
+    """Each file declares its dialect, a stable $id and the ce_type as title."""
+    for model, ce_type in CE_TYPES.items():
+        schema = json.loads((export.JSON_DIR / f"{ce_type}.schema.json").read_text())
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["$id"] == f"urn:uk:gov:mash:schema:{ce_type}"
+        assert schema["title"] == ce_type
+        assert schema["additionalProperties"] is False, model.__name__
+
+
+def test_check_detects_drift_and_write_repairs_it(tmp_path: Path) -> None:
+    """--check exits 1 on a changed, missing or extra file; a plain run fixes all three."""
+    assert export.main(["--dir", str(tmp_path)]) == 0
+    assert export.main(["--check", "--dir", str(tmp_path)]) == 0
+    first = sorted(tmp_path.iterdir())[0]
+    first.write_text(first.read_text() + " ")
+    (tmp_path / "uk.gov.mash.referral.v1.schema.json").unlink()
+    (tmp_path / "uk.gov.mash.old.v1.schema.json").write_text("{}\n")
+    assert set(export.drifted(tmp_path)) == {
+        first.name,
+        "uk.gov.mash.referral.v1.schema.json",
+        "uk.gov.mash.old.v1.schema.json",
+    }
+    assert export.main(["--check", "--dir", str(tmp_path)]) == 1
+    assert export.main(["--dir", str(tmp_path)]) == 0
+    assert export.drifted(tmp_path) == []
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_asyncapi_covers_every_topic_and_event_type() -> None:
+    """asyncapi.yaml has a channel per topic, a message per ce_type, and no broken $ref."""
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    assert document["asyncapi"].startswith("3.")
+    assert {channel["address"] for channel in document["channels"].values()} == TOPICS
+    messages = document["components"]["messages"]
+    assert {message["name"] for message in messages.values()} == set(CE_TYPES.values())
+    for message in messages.values():
+        assert message["payload"]["$ref"] == f"./json/{message['name']}.schema.json"
+    for ref in _refs(document):
+        if ref.startswith("#/"):
+            target: Any = document
+            for part in ref[2:].split("/"):
+                target = target[part]
+        else:
+            assert (SCHEMAS_DIR / ref).is_file(), ref

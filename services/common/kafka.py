@@ -103,9 +103,21 @@ def raw_topic(app: faust.App, name: str) -> Any:
     )
 
 
+async def _all_led(admin: AIOKafkaAdminClient, names: list[str]) -> bool:
+    if not names:
+        return True
+    described = await admin.describe_topics(names)
+    return len(described) == len(set(names)) and all(
+        t["error_code"] == 0
+        and t["partitions"]
+        and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+        for t in described
+    )
+
+
 async def ensure_topics(
     bootstrap_servers: Iterable[str],
-    specs: Iterable[TopicSpec],
+    specs: Sequence[TopicSpec],
     *,
     replication_factor: int = 1,
     wait_seconds: float = 60.0,
@@ -137,6 +149,13 @@ async def ensure_topics(
                 elif code != TOPIC_ALREADY_EXISTS:  # another service created it first
                     raise RuntimeError(f"could not create topic {name}: error code {code}")
             log.info("topics_created", topic_count=len(created))
+        # Creation is asynchronous on the broker: wait until every partition has a leader,
+        # so the first produce after start-up does not bounce off NotLeaderForPartition.
+        names = [s.name for s in specs]
+        while not await _all_led(admin, names):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topics have no leader after {wait_seconds}s")
+            await asyncio.sleep(0.1)
         return created
     finally:
         await admin.close()

@@ -1,0 +1,279 @@
+"""Test helpers for the real broker and database: isolation, publishing, reading topics,
+and waiting on conditions with a timeout (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from deploy.local.pipeline import ServiceProcesses
+from services.common.db import apply_migrations
+from services.common.kafka import ensure_topics
+from services.common.topics import TopicNames
+from services.common.topology import load_topology
+
+REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Addresses of the real Kafka broker and PostgreSQL the tests use."""
+
+    bootstrap: str
+    dsn: str
+
+
+def stack_up() -> Stack:
+    """Start (or check) the local stack with the project's own script; honour external ones."""
+    subprocess.run([sys.executable, str(REPO / "deploy/local/stack.py"), "up"], check=True)
+    env = subprocess.run(
+        [sys.executable, str(REPO / "deploy/local/stack.py"), "env"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    values = dict(
+        line.removeprefix("export ").split("=", 1) for line in env.splitlines() if "=" in line
+    )
+    return Stack(
+        bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", values["KAFKA_BOOTSTRAP_SERVERS"]),
+        dsn=os.environ.get("DATABASE_URL", values["DATABASE_URL"]),
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 60.0, what: str = "condition"
+) -> T:
+    """Poll ``check`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {last!r}")
+
+
+async def fresh_database(stack: Stack) -> str:
+    """Create an empty database for one test (module) and return its DSN."""
+    name = f"mash_test_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = stack.dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+@dataclass
+class Isolated:
+    """One isolated pipeline world: its topic prefix, consumer-group suffix and database."""
+
+    stack: Stack
+    prefix: str
+    dsn: str
+    topology: str = "two-hubs"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> TopicNames:
+        """Deployed topic names of this world."""
+        return TopicNames(self.prefix)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a service process of this world."""
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.stack.bootstrap,
+            "DATABASE_URL": self.dsn,
+            "MASH_TOPIC_PREFIX": self.prefix,
+            "MASH_GROUP_SUFFIX": "-" + self.prefix.rstrip("."),
+            "MASH_METRICS_PORT": "0",
+            "MASH_TOPOLOGY": self.topology,
+            "MASH_OUTBOX_POLL_SECONDS": "0.2",
+            **self.extra_env,
+        }
+
+    async def create_topics(self, partitions: int = 4) -> None:
+        """Create every product topic of this world."""
+        hubs = load_topology(self.topology).hub_ids
+        await ensure_topics([self.stack.bootstrap], self.topics.all_specs(hubs, partitions))
+
+
+async def isolated_world(stack: Stack, **kwargs: Any) -> Isolated:
+    """A new isolated world with its topics created and an empty database."""
+    world = Isolated(stack, f"t{uuid.uuid4().hex[:8]}.", await fresh_database(stack), **kwargs)
+    await world.create_topics()
+    conn = await asyncpg.connect(world.dsn)
+    try:
+        await apply_migrations(conn)  # tables exist before any service or check runs
+    finally:
+        await conn.close()
+    return world
+
+
+def start_pipeline(world: Isolated, run_dir: Path) -> ServiceProcesses:
+    """Start the four services of ``world`` as real processes."""
+    services = ServiceProcesses(world.env(), run_dir=run_dir)
+    services.start_all()
+    return services
+
+
+async def publish(
+    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """Publish (topic, key, value, headers) records and wait for the broker's acks."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for topic, key, value, headers in records:
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+    timestamp: int
+
+    def json(self) -> Any:
+        """The value parsed as JSON."""
+        return json.loads(self.value)
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """Partition numbers of ``topic`` (empty if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        p["partition"] for t in described if t["error_code"] == 0 for p in t["partitions"]
+    )
+
+
+async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    # aiokafka 0.14's group-less consumer re-raises the CancelledError of its own
+    # internal reset task on stop(); it is not a cancellation of the caller.
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record currently in ``topic`` (all partitions, from the beginning)."""
+    tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[Record] = []
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    out.append(
+                        Record(
+                            m.topic,
+                            m.partition,
+                            m.offset,
+                            m.key,
+                            m.value or b"",
+                            {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers},
+                            m.timestamp,
+                        )
+                    )
+                    if m.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
+        return out
+    finally:
+        await _stop_consumer(consumer)
+
+
+async def records_until(
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[Record]], bool],
+    *,
+    timeout: float = 60.0,
+) -> list[Record]:
+    """Re-read ``topic`` until ``done(records)`` holds; fail after ``timeout`` seconds."""
+
+    async def check() -> list[Record] | None:
+        records = await read_topic(bootstrap, topic)
+        return records if done(records) else None
+
+    result = await wait_until(check, timeout=timeout, what=f"records on {topic}")
+    return result
+
+
+async def group_caught_up(bootstrap: str, group: str, topics: Iterable[str]) -> bool:
+    """Whether consumer ``group`` has committed the end offset of every partition of ``topics``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t)]
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            if ends[tp] == 0:
+                continue
+            meta = committed.get(tp)
+            if meta is None or meta.offset < ends[tp]:
+                return False
+        return True
+    finally:
+        await _stop_consumer(consumer)
+        await admin.close()
+
+
+async def fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    """One value from the world's database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows from the world's database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+    finally:
+        await conn.close()

@@ -108,6 +108,9 @@ class Isolated:
             "MASH_METRICS_PORT": "0",
             "MASH_TOPOLOGY": self.topology,
             "MASH_OUTBOX_POLL_SECONDS": "0.2",
+            # A killed worker's partitions move after 6 s (the broker's minimum), not 30 s.
+            "MASH_SESSION_TIMEOUT_SECONDS": "6",
+            "MASH_HEARTBEAT_INTERVAL_SECONDS": "1",
             **self.extra_env,
         }
 

@@ -74,7 +74,7 @@ def _referral(n: int, structured: bool = False, **overrides: Any) -> SampleMessa
     return SampleMessage(INBOUND_REFERRALS, payload.referral_id.encode(), value, headers, True)
 
 
-def _test_nhs_numbers(count: int, start: int = 9990001000) -> list[str]:
+def synthetic_nhs_numbers(count: int, start: int = 9990001000) -> list[str]:
     """NHS numbers from the 999 test range (never issued to people) with valid check digits."""
     found: list[str] = []
     n = start
@@ -90,7 +90,7 @@ def _test_nhs_numbers(count: int, start: int = 9990001000) -> list[str]:
 
 def sample_messages() -> list[SampleMessage]:
     """The sample, in publishing order."""
-    nhs = _test_nhs_numbers(8)
+    nhs = synthetic_nhs_numbers(8)
     south = {"line1": "9 Sample Lane", "postcode": ex.POSTCODE_SOUTH}
     return [
         _police(1),  # DA high, child present in the North: s47

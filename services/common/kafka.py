@@ -85,6 +85,8 @@ def make_app(service: str, settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         # Our own prometheus endpoint replaces Faust's web server.
         web_enabled=False,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_wait_empty=True,

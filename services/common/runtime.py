@@ -5,6 +5,7 @@ pool, outbox relay, topic names — built once, started lazily inside Faust's ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 import asyncpg
@@ -34,7 +35,9 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._started = asyncio.Event()
         self._start_lock: asyncio.Lock | None = None
+        self._relay_task: asyncio.Task[None] | None = None
         self.app.task(self._start_in_background)
+        self.app.on_before_shutdown.connect(self._shutdown)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -83,9 +86,23 @@ class ServiceRuntime:
                 poll_seconds=self.settings.outbox_poll_seconds,
                 retry_max_seconds=self.settings.retry_max_seconds,
             )
-            asyncio.get_running_loop().create_task(self._relay.run(), name="outbox-relay")
+            self._relay_task = asyncio.get_running_loop().create_task(
+                self._relay.run(), name="outbox-relay"
+            )
             self._started.set()
             self.log.info("service_ready")
+
+    async def _shutdown(self, _app: object, **_: object) -> None:
+        """Faust is stopping (consumer already stopped): flush the relay, close the pool."""
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        if self._relay is not None:
+            await self._relay.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        self.log.info("service_stopped")
 
     def run(self, extra_topics: Iterable[TopicSpec] = ()) -> None:
         """Create topics, expose /metrics and run the Faust worker until stopped."""

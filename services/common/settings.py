@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(
         default=1.0, gt=0, description="Outbox poll interval when nothing wakes the relay."
     )
+    session_timeout_seconds: float = Field(
+        default=30.0,
+        ge=6,
+        description="Kafka consumer session timeout: how soon a crashed worker's partitions move.",
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=3.0, gt=0, description="Kafka consumer heartbeat interval."
+    )
     retry_max_seconds: float = Field(
         default=30.0, gt=0, description="Cap of the back-off when the database or broker is down."
     )

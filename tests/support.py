@@ -139,9 +139,11 @@ def start_pipeline(world: Isolated, run_dir: Path) -> ServiceProcesses:
     return services
 
 
-async def publish(
-    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
-) -> None:
+#: A record to publish: (topic, key, value, headers).
+Outgoing = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
+
+
+async def publish(bootstrap: str, records: Iterable[Outgoing]) -> None:
     """Publish (topic, key, value, headers) records and wait for the broker's acks."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -238,6 +240,7 @@ async def records_until(
         return records if done(records) else None
 
     result = await wait_until(check, timeout=timeout, what=f"records on {topic}")
+    assert result is not None
     return result
 
 

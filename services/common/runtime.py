@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 import faust
@@ -37,7 +38,12 @@ class ServiceRuntime:
         self._start_lock: asyncio.Lock | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self.app.task(self._start_in_background)
-        self.app.on_before_shutdown.connect(self._shutdown)
+
+        async def before_shutdown(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+            await self._shutdown()
+
+        # mode's stub types the receiver as a union of callables mypy cannot match.
+        self.app.on_before_shutdown.connect(before_shutdown)  # type: ignore[arg-type]
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -92,7 +98,7 @@ class ServiceRuntime:
             self._started.set()
             self.log.info("service_ready")
 
-    async def _shutdown(self, _app: object, **_: object) -> None:
+    async def _shutdown(self) -> None:
         """Faust is stopping (consumer already stopped): flush the relay, close the pool."""
         if self._relay_task is not None:
             self._relay_task.cancel()

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import ValidationError
 
@@ -588,7 +589,6 @@ def test_invalid_payloads_are_refused(
 
 
 def _json_schema_validator(model: type[ContractModel]) -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
     return jsonschema.Draft202012Validator(json.loads(render(model, CE_TYPES[model])))
 
 

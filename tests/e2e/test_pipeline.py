@@ -20,6 +20,7 @@ from services.common.topics import (
 )
 from tests.support import (
     Isolated,
+    Outgoing,
     fetch,
     fetchval,
     group_caught_up,
@@ -43,9 +44,7 @@ PUBLIC = [
 ]
 
 
-def _records(
-    world: Isolated, messages: list[SampleMessage]
-) -> list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]:
+def _records(world: Isolated, messages: list[SampleMessage]) -> list[Outgoing]:
     return [(world.topics(m.topic), m.key, m.value, m.headers) for m in messages]
 
 

@@ -15,19 +15,17 @@ from schemas.cloudevents import encode_binary
 from schemas.inbound import Referral
 from services.common.ids import derive_id
 from services.common.topics import DECISIONS, FEEDBACK, INBOUND_REFERRALS, ROUTED
-from tests.support import Isolated, fetchval, publish, read_topic, wait_until
+from tests.support import Isolated, Outgoing, fetchval, publish, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
 BATCH = 12
 
 
-def referrals(
-    world: Isolated, first: int, count: int
-) -> list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]:
+def referrals(world: Isolated, first: int, count: int) -> list[Outgoing]:
     """``count`` distinct professional referrals about distinct children."""
     nhs = synthetic_nhs_numbers(first + count)
-    out = []
+    out: list[Outgoing] = []
     for n in range(first, first + count):
         payload = Referral.model_validate(
             ex.referral(

@@ -142,10 +142,17 @@ class Contact(ContractModel):
     """Referrals only."""
     children: Annotated[list[ContactChild], Field(min_length=1)]
     hub: HubId
+    """The hub whose area holds the child's home postcode (or the default hub)."""
     out_of_area: bool
+    """The postcode is outside every hub's area (e.g. B90): routed to the default hub."""
+    address_unresolved: bool = False
+    """No usable postcode (no fixed abode, unreadable): routed to the default hub."""
     open_case: bool
+    """An open queue item exists for one of the children."""
     re_referral: bool
+    """A previous contact about one of the children was received in the last 12 months."""
     linked_contact_ids: list[Identifier]
+    """Contacts about the same child and incident date that came through another channel."""
 
 
 class RuleHit(ContractModel):

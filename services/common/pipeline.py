@@ -190,6 +190,22 @@ async def _apply_once(
             message.offset,
         )
         if claimed is None:
+            # Recorded (who/what/when) and counted, never re-applied or re-emitted.
+            await conn.execute(
+                """
+                INSERT INTO audit_log (service, entity_type, entity_id, action, detail)
+                VALUES ($1, 'inbound_event', $2, 'duplicate_event_id', $3::jsonb)
+                """,
+                runtime.service,
+                event.id,
+                json.dumps(
+                    {
+                        "topic": message.topic,
+                        "partition": message.partition,
+                        "offset": message.offset,
+                    }
+                ),
+            )
             runtime.metrics.duplicates_skipped.labels(topic=message.topic).inc()
             runtime.log.info(
                 "duplicate_event_skipped",

@@ -17,7 +17,12 @@ from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology, load_topology
 from services.intake import store
-from services.intake.contacts import build_contact, contact_children, source_of
+from services.intake.contacts import (
+    build_contact,
+    identify_children,
+    incident_date,
+    source_of,
+)
 
 SERVICE = "intake"
 POLICE_TYPES = {ce_type_of(PoliceNotification): PoliceNotification}
@@ -43,17 +48,13 @@ class Intake:
                 "inbound_event", received.event.id, "duplicate_source_reference", {}
             )
             return "duplicate_source"
-        children = contact_children(payload, source.system)
-        incident = payload.occurred_at if isinstance(payload, PoliceNotification) else None
+        children = identify_children(payload, source.system)
+        incident = incident_date(payload)
         received_at = (
             payload.reported_at if isinstance(payload, PoliceNotification) else payload.received_at
         )
         history = await store.load_history(
-            conn,
-            [c.subject_id for c in children],
-            received_at,
-            (incident or received_at).date(),
-            source.system,
+            conn, [c.child.subject_id for c in children], received_at, incident, source.system
         )
         contact: Contact = build_contact(
             payload,
@@ -63,12 +64,21 @@ class Intake:
             history,
             datetime.now(UTC),
         )
-        await store.record_contact(conn, contact, received.message)
+        await store.record_contact(conn, contact, children, incident, received.message)
         await received.audit(
             "contact",
             contact.contact_id,
             "recorded",
-            {"hub": contact.hub, "event_id": received.event.id, "child_count": len(children)},
+            {
+                "hub": contact.hub,
+                "event_id": received.event.id,
+                "child_count": len(children),
+                "out_of_area": contact.out_of_area,
+                "address_unresolved": contact.address_unresolved,
+                "re_referral": contact.re_referral,
+                "open_case": contact.open_case,
+                "linked_contact_ids": contact.linked_contact_ids,
+            },
         )
         await received.emit(
             CONTACTS,

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from schemas.cloudevents import CloudEvent
 from schemas.events import Contact, ContactChild, SourceCoordinates
 from schemas.inbound import Child, PoliceChild, PoliceNotification, Referral
 from services.common.ids import contact_reference, derive_id
 from services.common.kafka import InboundMessage
-from services.common.topology import Topology
-from services.intake.linking import household_key, subject_id
+from services.common.topology import HubResolution, Topology
+from services.intake.linking import MatchBasis, household_key, identify
+
+LONDON = ZoneInfo("Europe/London")
 
 #: Census referral source of a police notification.
 POLICE_REFERRAL_SOURCE = "6"
@@ -67,38 +70,65 @@ def source_of(
     )
 
 
-def contact_children(
+@dataclass(frozen=True)
+class IdentifiedChild:
+    """A child of the contact as recorded, and how its subject id was matched."""
+
+    child: ContactChild
+    basis: MatchBasis
+
+
+def identify_children(
     payload: PoliceNotification | Referral, source_system: str
-) -> list[ContactChild]:
-    """Each child of the contact with its subject id and household key."""
-    out: list[ContactChild] = []
+) -> list[IdentifiedChild]:
+    """Each child of the contact with its subject id, match basis and household key."""
+    out: list[IdentifiedChild] = []
     for child in payload.children:
         postcode = child.address.postcode if child.address else None
         line1 = child.address.line1 if child.address else None
-        out.append(
-            ContactChild(
-                subject_id=subject_id(
-                    nhs_number=child.nhs_number,
-                    family_name=child.family_name,
-                    birth_date=child.date_of_birth or child.expected_date_of_birth,
-                    postcode=postcode,
-                    source_system=source_system,
-                    child_ref=child.child_ref,
-                ),
-                child_ref=child.child_ref,
-                household_key=household_key(postcode, line1),
-                given_name=child.given_name,
-                family_name=child.family_name,
-                date_of_birth=child.date_of_birth,
-                expected_date_of_birth=child.expected_date_of_birth,
-                postcode=postcode,
-                no_fixed_abode=child.no_fixed_abode,
-                school_urn=child.school_urn,
-                present_at_incident=_police_flag(child, "present_at_incident"),
-                resident=_police_flag(child, "resident"),
-            )
+        sid, basis = identify(
+            nhs_number=child.nhs_number,
+            family_name=child.family_name,
+            birth_date=child.date_of_birth or child.expected_date_of_birth,
+            postcode=None if child.no_fixed_abode else postcode,
+            source_system=source_system,
+            child_ref=child.child_ref,
         )
+        recorded = ContactChild(
+            subject_id=sid,
+            child_ref=child.child_ref,
+            household_key=None if child.no_fixed_abode else household_key(postcode, line1),
+            given_name=child.given_name,
+            family_name=child.family_name,
+            date_of_birth=child.date_of_birth,
+            expected_date_of_birth=child.expected_date_of_birth,
+            postcode=postcode,
+            no_fixed_abode=child.no_fixed_abode,
+            school_urn=child.school_urn,
+            present_at_incident=_police_flag(child, "present_at_incident"),
+            resident=_police_flag(child, "resident"),
+        )
+        out.append(IdentifiedChild(recorded, basis))
     return out
+
+
+def incident_date(payload: PoliceNotification | Referral) -> date:
+    """The London date of the incident (police) or of receipt (referral), for linking."""
+    moment = payload.occurred_at if isinstance(payload, PoliceNotification) else payload.received_at
+    return moment.astimezone(LONDON).date()
+
+
+def resolve_hub(payload: PoliceNotification | Referral, topology: Topology) -> HubResolution:
+    """The hub of the contact: the first child's home postcode that resolves; for police
+    notifications about children without one, the incident location; else the default hub.
+    """
+    for child in payload.children:
+        if child.no_fixed_abode or child.address is None or child.address.postcode is None:
+            continue
+        return topology.resolve(child.address.postcode)
+    if isinstance(payload, PoliceNotification):
+        return topology.resolve(payload.location_postcode)
+    return topology.resolve(None)
 
 
 def _police_flag(child: Child, name: str) -> bool | None:
@@ -125,19 +155,15 @@ def build_contact(
 ) -> Contact:
     """The recorded contact for a validated inbound payload."""
     source = source_of(payload, event, message)
-    children = contact_children(payload, source.system)
-    first = payload.children[0]
-    resolution = topology.resolve(
-        first.address.postcode if first.address else None, no_fixed_abode=first.no_fixed_abode
-    )
+    children = [c.child for c in identify_children(payload, source.system)]
+    resolution = resolve_hub(payload, topology)
     cid = contact_id_for(source.system, source.reference)
     police = payload if isinstance(payload, PoliceNotification) else None
-    referral = payload if isinstance(payload, Referral) else None
     return Contact(
         contact_id=cid,
         contact_reference=contact_reference(cid),
         subject_key=subject_key(children),
-        received_at=police.reported_at if police else referral.received_at,  # type: ignore[union-attr]
+        received_at=payload.reported_at if police else payload.received_at,  # type: ignore[union-attr]
         recorded_at=recorded_at,
         source=source,
         incident_type=police.incident_type if police else None,
@@ -147,10 +173,11 @@ def build_contact(
         crime_reference_present=bool(police and police.crime_reference),
         restricted=bool(police and police.restricted),
         factors=list(payload.factors),
-        indicators=referral.indicators if referral else None,
+        indicators=None if police else payload.indicators,  # type: ignore[union-attr]
         children=children,
         hub=resolution.hub,
         out_of_area=resolution.out_of_area,
+        address_unresolved=resolution.unresolved,
         open_case=history.open_case,
         re_referral=history.re_referral,
         linked_contact_ids=list(history.linked_contact_ids),

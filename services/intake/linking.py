@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Literal
 
 from services.common.ids import derive_id
+
+MatchBasis = Literal["nhs_number", "demographic", "sender"]
 
 _NOT_LETTER_OR_DIGIT = re.compile(r"[^0-9a-z]")
 
@@ -31,6 +34,27 @@ def normalise_postcode(postcode: str | None) -> str:
     return re.sub(r"\s+", "", (postcode or "")).upper()
 
 
+def identify(
+    *,
+    nhs_number: str | None,
+    family_name: str | None,
+    birth_date: date | None,
+    postcode: str | None,
+    source_system: str,
+    child_ref: str,
+) -> tuple[str, MatchBasis]:
+    """The stable subject id of a child under the matching rules above, and its basis."""
+    if nhs_number:
+        return derive_id("subject", "nhs", nhs_number), "nhs_number"
+    name, code = normalise_name(family_name), normalise_postcode(postcode)
+    if name and birth_date is not None and code:
+        return (
+            derive_id("subject", "demographic", name, birth_date.isoformat(), code),
+            "demographic",
+        )
+    return derive_id("subject", "sender", source_system, child_ref), "sender"
+
+
 def subject_id(
     *,
     nhs_number: str | None,
@@ -40,13 +64,15 @@ def subject_id(
     source_system: str,
     child_ref: str,
 ) -> str:
-    """The stable subject id of a child under the matching rules above."""
-    if nhs_number:
-        return derive_id("subject", "nhs", nhs_number)
-    name, code = normalise_name(family_name), normalise_postcode(postcode)
-    if name and birth_date is not None and code:
-        return derive_id("subject", "demographic", name, birth_date.isoformat(), code)
-    return derive_id("subject", "sender", source_system, child_ref)
+    """The stable subject id of a child (see :func:`identify`)."""
+    return identify(
+        nhs_number=nhs_number,
+        family_name=family_name,
+        birth_date=birth_date,
+        postcode=postcode,
+        source_system=source_system,
+        child_ref=child_ref,
+    )[0]
 
 
 def household_key(postcode: str | None, line1: str | None) -> str | None:

@@ -77,6 +77,11 @@ class DeadLetterReason(StrEnum):
     MISSING_HEADER = "missing_header"
     TOO_LARGE = "too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
+    # Well-formed events that cannot be applied (beyond CONTRACT.md's envelope reasons):
+    UNKNOWN_REFERENCE = "unknown_reference"
+    """The event names a contact or queue item this hub does not hold."""
+    INVALID_TRANSITION = "invalid_transition"
+    """The event asks for a change the current state forbids (e.g. closing a closed item)."""
 
 
 class SourceCoordinates(ContractModel):

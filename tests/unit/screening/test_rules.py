@@ -22,7 +22,7 @@ ONE_TODAY = "2023-03-13"
 FOUR = "2019-03-14"
 FIVE_TODAY = "2019-03-13"
 SEVEN = "2016-11-02"
-UNBORN = {"dob": None, "edd": "2024-09-01"}
+DUE = "2024-09-01"  # expected date of birth of an unborn child
 # Police ages (incident 2024-03-12).
 POLICE_FOUR = "2019-03-13"
 POLICE_FIVE_TODAY = "2019-03-12"
@@ -60,7 +60,9 @@ CASES: dict[str, Case] = {
         True,
     ),
     "inj-baby/unborn": Case(
-        "R4-INJ-BABY", referral([], children=[ref_kid(**UNBORN)], injury_observed=True), True
+        "R4-INJ-BABY",
+        referral([], children=[ref_kid(dob=None, edd=DUE)], injury_observed=True),
+        True,
     ),
     "inj-baby/exactly-1": Case(
         "R4-INJ-BABY",
@@ -131,7 +133,7 @@ CASES: dict[str, Case] = {
     "escalate/referral-after-two": Case("R3-ESCALATE", referral(["20"]), False, hist(low=2)),
     # R3-NEGLECT
     "neglect3/age-4": Case("R3-NEGLECT", referral(children=[ref_kid(dob=FOUR)]), True),
-    "neglect3/unborn": Case("R3-NEGLECT", referral(children=[ref_kid(**UNBORN)]), True),
+    "neglect3/unborn": Case("R3-NEGLECT", referral(children=[ref_kid(dob=None, edd=DUE)]), True),
     "neglect3/re-referral": Case(
         "R3-NEGLECT", referral(children=[ref_kid(dob=SEVEN)], re_referral=True), True
     ),
@@ -152,7 +154,7 @@ CASES: dict[str, Case] = {
         "R3-PARENT-YOUNG", referral(["1B"], children=[ref_kid(dob=FOUR)]), True
     ),
     "parent-young/2B": Case(
-        "R3-PARENT-YOUNG", referral(["2B"], children=[ref_kid(**UNBORN)]), True
+        "R3-PARENT-YOUNG", referral(["2B"], children=[ref_kid(dob=None, edd=DUE)]), True
     ),
     "parent-young/4B": Case(
         "R3-PARENT-YOUNG", referral(["4B"], children=[ref_kid(dob=FOUR)]), True

@@ -132,5 +132,6 @@ class ServiceRuntime:
             loop=loop,
             override_logging=False,
             redirect_stdouts=False,
+            quiet=True,  # no start-up banner or spinner: logs are JSON lines only
         )
         worker.execute_from_commandline()

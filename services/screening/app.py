@@ -1,45 +1,179 @@
-"""Screening: apply the threshold rules to each recorded contact and emit the decision."""
+"""Screening: apply the threshold rules to each recorded contact and emit the decision;
+apply practitioners' confirmations and overrides. Thin I/O around
+:mod:`services.screening.engine` (the rules), :mod:`services.screening.history` (what
+earlier contacts count for) and :mod:`services.screening.practitioner` (overrides, the
+s47 confirmation gate), all pure.
+
+Per-household history lives in a Faust table (``history``) keyed by the contact's subject
+key — the key of ``mash.contacts.v1`` — so each household's history sits on the partition
+its contacts arrive on. The table is backed by a compacted changelog topic that this
+service creates (the app may not declare topics) with the contacts topic's partition count;
+on restart Faust rebuilds the table from it before any contact is screened.
+
+Order for each contact, so that a crash at any instant loses no history and counts nothing
+twice: (1) remember the contact in the table (idempotent by contact id: a replay changes
+nothing); (2) in one PostgreSQL transaction, screen it with the history of the contacts
+before it, record the decision and enqueue it. Faust flushes the changelog write before it
+commits the contact's offset, so a contact whose offset is committed is in the changelog.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import Contact
+from schemas.cloudevents import ContractError, decode, validate_data
+from schemas.events import Contact, DeadLetterReason, Decision, FieldError
+from schemas.inbound import PractitionerDecision
 from schemas.types import ce_type_of
-from services.common.kafka import inbound_message, raw_topic
-from services.common.pipeline import Received, consume
+from services.common.kafka import (
+    InboundMessage,
+)
+from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
-from services.common.topics import CONTACTS, DECISIONS
+from services.common.settings import Settings
+from services.common.topics import (
+    CONTACTS,
+    DECISIONS,
+    PRACTITIONER_DECISIONS,
+    TopicSpec,
+)
 from services.screening import store
-from services.screening.rules import screen
+from services.screening.engine import RuleSet, ScreeningHistory, evaluate, load_rule_set
+from services.screening.history import HouseholdHistory
+from services.screening.practitioner import (
+    InvalidTransition,
+    apply_practitioner_decision,
+    awaits_confirmation,
+)
 
 SERVICE = "screening"
+HISTORY_TABLE = "history"
 CONTACT_TYPES = {ce_type_of(Contact): Contact}
+PRACTITIONER_TYPES = {ce_type_of(PractitionerDecision): PractitionerDecision}
+
+
+def history_changelog_topic(settings: Settings) -> TopicSpec:
+    """The history table's changelog topic, named as Faust names it:
+    ``<app id>-<table>-changelog`` (app id ``mash-screening<group suffix>``); compacted,
+    since only the latest history per household matters."""
+    return TopicSpec(
+        f"mash-{SERVICE}{settings.group_suffix}-{HISTORY_TABLE}-changelog",
+        settings.partitions,
+        {"cleanup.policy": "compact"},
+    )
+
+
+def contact_of(message: InboundMessage, max_bytes: int) -> Contact | None:
+    """The contact a message carries, or None when the pipeline will dead-letter it."""
+    try:
+        payload = validate_data(
+            decode(message.value, message.headers, max_bytes=max_bytes), CONTACT_TYPES
+        )
+    except ContractError:
+        return None
+    assert isinstance(payload, Contact)
+    return payload
 
 
 class Screening:
-    """The screening service's effect: one contact -> one automated decision."""
+    """The screening service's effects: contact -> automated decision; practitioner
+    decision -> confirmation, release of a held s47 decision, or override."""
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
+    def __init__(
+        self, runtime: ServiceRuntime, rule_set: RuleSet, history: Any, s47_gate: bool
+    ) -> None:
         self.runtime = runtime
+        self.rule_set = rule_set
+        self.history = history
+        """The Faust table: subject key -> HouseholdHistory JSON."""
+        self.s47_gate = s47_gate
+
+    def household(self, subject_key: str) -> HouseholdHistory:
+        """The history recorded for a subject key.
+
+        A value this code cannot read (only a bug or an incompatible format could write
+        one) is logged and treated as empty: screening the contact with less history beats
+        crashing the agent, which Faust would answer by skipping the message.
+        """
+        try:
+            return HouseholdHistory.from_json(self.history.get(subject_key))
+        except ValueError:
+            self.runtime.log.error("household_history_unreadable", subject_key=subject_key)
+            return HouseholdHistory()
+
+    def remember(self, contact: Contact) -> None:
+        """Record the contact in its household's history (a no-op when already there).
+
+        Must run inside the agent's stream iteration: Faust writes the change to the
+        changelog partition of the message being processed.
+        """
+        before = self.household(contact.subject_key)
+        after = before.record(contact)
+        if after is not before:
+            self.history[contact.subject_key] = after.to_json()
+
+    def facts(self, contact: Contact) -> ScreeningHistory:
+        """What the contacts before this one count for (from the table)."""
+        return self.household(contact.subject_key).facts_for(contact)
 
     async def decide(self, received: Received) -> str:
-        """Screen the contact, record the decision and enqueue it."""
+        """Screen the contact, record the decision and enqueue it (or hold an s47)."""
         contact = received.payload
         assert isinstance(contact, Contact)
-        decision = screen(contact, datetime.now(UTC))
-        if not await store.record_decision(received.conn, decision):
+        conn = received.conn
+        if await store.has_automated_decision(conn, contact.contact_id):
+            # Same contact under a new event id (or after a rule-set change): decided once.
             return "duplicate_decision"
+        facts = self.facts(contact)
+        decision = evaluate(contact, facts, self.rule_set, datetime.now(UTC))
+        held = awaits_confirmation(decision, self.s47_gate)
+        await store.record_decision(
+            conn,
+            decision,
+            subject_key=contact.subject_key,
+            status="awaiting_confirmation" if held else "effective",
+        )
         await received.audit(
             "decision",
             decision.decision_id,
-            "decided",
-            {"contact_id": contact.contact_id, "level": decision.level, "source": "rules"},
+            "awaiting_confirmation" if held else "decided",
+            {
+                "contact_id": contact.contact_id,
+                "level": decision.level,
+                "outcome": decision.outcome,
+                "source": decision.source,
+                "rules": [hit.id for hit in decision.rules],
+                "rule_set_version": decision.rule_set_version,
+                "rule_set_hash": decision.rule_set_hash,
+                "da_notifications_before_365d": facts.da_incidents_365d,
+                "low_graded_police_before_90d": dict(facts.low_graded_police_90d),
+                "missing_episodes_before_90d": dict(facts.missing_episodes_90d),
+            },
         )
+        if held:
+            received.after_commit(
+                lambda: self.runtime.metrics.decisions_held.labels(hub=decision.hub).inc()
+            )
+            self.runtime.log.info(
+                "decision_held_for_confirmation",
+                contact_id=contact.contact_id,
+                decision_id=decision.decision_id,
+            )
+            return "awaiting_confirmation"
+        await self._publish(received, decision, contact.subject_key)
+        self.runtime.log.info(
+            "contact_screened",
+            contact_id=contact.contact_id,
+            decision_id=decision.decision_id,
+            outcome=decision.outcome,
+        )
+        return "applied"
+
+    async def _publish(self, received: Received, decision: Decision, subject_key: str) -> None:
         await received.emit(
             DECISIONS,
-            key=contact.subject_key,
+            key=subject_key,
             event_id=decision.decision_id,
             data=decision,
             time=decision.decided_at,
@@ -49,25 +183,118 @@ class Screening:
                 outcome=decision.outcome, rag=decision.rag, hub=decision.hub
             ).inc()
         )
-        self.runtime.log.info(
-            "contact_screened",
-            contact_id=contact.contact_id,
-            decision_id=decision.decision_id,
-            outcome=decision.outcome,
+
+    async def practitioner(self, received: Received) -> str:
+        """Apply a practitioner's confirm or override; refuse unknown contacts and invalid
+        overrides (dead-lettered by the pipeline)."""
+        given = received.payload
+        assert isinstance(given, PractitionerDecision)
+        conn = received.conn
+        state = await store.load_contact_decisions(conn, given.contact_id)
+        if state is None:
+            raise Rejected(
+                DeadLetterReason.UNKNOWN_REFERENCE,
+                [FieldError(path="contact_id", message="no screened contact has this id")],
+            )
+        try:
+            result = apply_practitioner_decision(
+                state, given, received.event.id, self.rule_set.levels
+            )
+        except InvalidTransition as exc:
+            raise Rejected(
+                DeadLetterReason.INVALID_TRANSITION, [FieldError(path="outcome", message=str(exc))]
+            ) from exc
+        await store.record_practitioner_decision(
+            conn, received.event.id, given, result=result.kind, decision_id=result.decision_id
         )
-        return "applied"
+        if result.kind == "released":
+            await store.set_status(conn, state.automated.decision_id, "effective")
+        elif result.kind == "overridden":
+            assert result.emit is not None
+            assert result.superseded_decision_id is not None
+            await store.set_status(conn, result.superseded_decision_id, "superseded")
+            await store.record_decision(
+                conn,
+                result.emit,
+                subject_key=state.subject_key,
+                status="effective",
+                practitioner=given,
+            )
+        if result.emit is not None:
+            await self._publish(received, result.emit, state.subject_key)
+        await store.audit_practitioner(
+            conn,
+            service=self.runtime.service,
+            entity_id=result.decision_id,
+            action=f"practitioner_{result.kind}",
+            actor=given.practitioner_id,
+            at=given.decided_at,
+            detail={
+                "contact_id": given.contact_id,
+                "event_id": received.event.id,
+                "agency": given.agency,
+                "kind": given.kind,
+                "outcome": result.emit.outcome if result.emit else state.current.outcome,
+                "supersedes_decision_id": result.superseded_decision_id,
+            },
+        )
+        received.after_commit(
+            lambda: self.runtime.metrics.practitioner_decisions.labels(
+                agency=given.agency, kind=given.kind, result=result.kind
+            ).inc()
+        )
+        self.runtime.log.info(
+            "practitioner_decision_applied",
+            contact_id=given.contact_id,
+            decision_id=result.decision_id,
+            kind=result.kind,
+            agency_type=given.agency,
+        )
+        return result.kind
 
 
 def build(runtime: ServiceRuntime) -> Screening:
-    """Register screening's agents on the runtime's Faust app."""
-    screening = Screening(runtime)
+    """Register screening's table and agents on the runtime's Faust app.
+
+    Raises RuleSetError (one line) when the configured rule set is missing or invalid.
+    """
+    settings = runtime.settings
+    rule_set = load_rule_set(settings.screening_rule_set)
     app = runtime.app
+    table = app.Table(
+        HISTORY_TABLE,
+        default=None,
+        key_type=str,
+        value_type=bytes,
+        partitions=settings.partitions,
+        help="Screening history per subject key (household): HouseholdHistory JSON.",
+    )
+    expected = history_changelog_topic(settings).name
+    actual = table.changelog_topic.get_topic_name()
+    if actual != expected:  # Faust changed its naming: fail loudly rather than lose history
+        raise RuntimeError(f"history changelog is {actual}, not {expected}")
+    screening = Screening(runtime, rule_set, table, settings.screening_s47_confirmation)
+    max_bytes = settings.max_message_bytes
 
-    @app.agent(raw_topic(app, runtime.topics(CONTACTS)), concurrency=1)
-    async def contacts(stream: Any) -> None:
-        async for event in stream.events():
-            await consume(
-                runtime, inbound_message(event), CONTACT_TYPES, screening.decide, stage=SERVICE
-            )
+    def remember(message: InboundMessage) -> None:
+        contact = contact_of(message, max_bytes)
+        if contact is not None:
+            screening.remember(contact)  # before the transaction: see the module doc
 
+    consume_topic(
+        runtime, CONTACTS, CONTACT_TYPES, screening.decide, stage=SERVICE, before=remember
+    )
+    consume_topic(
+        runtime,
+        PRACTITIONER_DECISIONS,
+        PRACTITIONER_TYPES,
+        screening.practitioner,
+        stage=SERVICE,
+    )
+
+    runtime.log.info(
+        "rule_set_loaded",
+        rule_set_version=rule_set.version,
+        status="s47_gate_on" if settings.screening_s47_confirmation else "s47_gate_off",
+    )
     return screening

@@ -16,7 +16,8 @@ from typing import Any, Literal, cast, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.common.calendar import WorkingCalendar
+from schemas.inbound import QueueUpdateStatus
+from services.common.calendar import OfficeHours, WorkingCalendar
 
 #: The shipped defaults.
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("deadlines.yaml")
@@ -68,6 +69,8 @@ class Clock(BaseModel):
     default: Duration | None = None
     by_rag: dict[Rag, Duration] = Field(default_factory=dict)
     by_agency: dict[str, Duration] = Field(default_factory=dict)
+    met_by: tuple[QueueUpdateStatus, ...] = ()
+    """Queue-item statuses that meet this clock (closing an item meets every clock)."""
 
     @model_validator(mode="after")
     def _has_a_duration(self) -> Clock:
@@ -82,6 +85,19 @@ class Clock(BaseModel):
         return self.by_rag.get(cast(Rag, rag), self.default)
 
 
+class HubOfficeHours(BaseModel):
+    """Each hub's office day: when a clock starts for what arrives on a non-working day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: OfficeHours = Field(default_factory=OfficeHours)
+    by_hub: dict[str, OfficeHours] = Field(default_factory=dict)
+
+    def for_hub(self, hub: str) -> OfficeHours:
+        """The office hours of ``hub`` (the default for a hub not listed)."""
+        return self.by_hub.get(hub, self.default)
+
+
 class DeadlineConfig(BaseModel):
     """The clocks table: each clock, and which clocks start for each queue."""
 
@@ -90,6 +106,9 @@ class DeadlineConfig(BaseModel):
     version: str = Field(min_length=1)
     clocks: dict[str, Clock]
     queues: dict[Queue, tuple[str, ...]]
+    open_case_update: tuple[str, ...] = ("acknowledge_referrer",)
+    """Clocks of a contact routed to an open case's queue: the case's own clocks already run."""
+    office_hours: HubOfficeHours = Field(default_factory=HubOfficeHours)
 
     @model_validator(mode="after")
     def _consistent(self) -> DeadlineConfig:
@@ -102,15 +121,17 @@ class DeadlineConfig(BaseModel):
         missing = [q for q in QUEUES if q not in self.queues]
         if missing:
             raise ValueError(f"queues {missing} have no clock list")
-        for queue, names in self.queues.items():
+        # Each list names clocks started at routing time, from receipt or decision; a clock
+        # waiting on a later event (the ICPC) cannot be computed then.
+        lists = [(f"queue {q!r}", names) for q, names in self.queues.items()]
+        lists.append(("open_case_update", self.open_case_update))
+        for where, names in lists:
             for name in names:
                 if name not in self.clocks:
-                    raise ValueError(f"queue {queue!r} lists unknown clock {name!r}")
-                # A queue's clocks start at routing time, from receipt or decision; a clock
-                # waiting on a later event cannot be computed then.
+                    raise ValueError(f"{where} lists unknown clock {name!r}")
                 if self.clocks[name].starts not in ("receipt", "decision"):
                     raise ValueError(
-                        f"queue {queue!r} lists clock {name!r}, which starts at "
+                        f"{where} lists clock {name!r}, which starts at "
                         f"{self.clocks[name].starts} (only receipt or decision can be listed)"
                     )
         return self
@@ -180,13 +201,16 @@ def deadlines_for(
     config: DeadlineConfig,
     *,
     awaiting_practitioners: bool = False,
+    open_case_update: bool = False,
 ) -> dict[str, datetime]:
     """The deadlines that start when a contact is routed to ``queue``, by clock name.
 
     Clocks come from ``config.queues[queue]``; each starts at ``received_at`` or
     ``decided_at`` as the table says. ``target_agency`` picks the single-agency figure
     (unknown agencies get the default). With ``awaiting_practitioners`` the screening
-    decision clock is included too. Raises ValueError for an unknown queue or RAG rating.
+    decision clock is included too. With ``open_case_update`` (a contact routed to the queue
+    holding the child's open case) only the ``open_case_update`` clocks start: the open
+    case's own clocks already run. Raises ValueError for an unknown queue or RAG rating.
     """
     if queue not in config.queues:
         raise ValueError(f"unknown queue {queue!r} (expected one of {QUEUES})")
@@ -197,7 +221,8 @@ def deadlines_for(
         screening = screening_decision_deadline(rag_value, received_at, calendar, config)
         if screening is not None:
             due[SCREENING_DECISION] = screening
-    for name in config.queues[queue]:
+    names = config.open_case_update if open_case_update else config.queues[queue]
+    for name in names:
         clock = config.clocks[name]
         duration = clock.duration_for(rag_value, agency)
         if duration is not None:
@@ -212,3 +237,15 @@ def icpc_deadline(
     duration = config.clocks[ICPC].default
     assert duration is not None  # guaranteed by DeadlineConfig._consistent
     return duration.after(strategy_discussion_at, calendar)
+
+
+def clocks_met_by(status: str, config: DeadlineConfig) -> frozenset[str]:
+    """The clocks a queue item meets by reaching ``status`` (``closed`` meets every clock)."""
+    if status == "closed":
+        return frozenset(config.clocks)
+    return frozenset(name for name, clock in config.clocks.items() if status in clock.met_by)
+
+
+def calendar_for(hub: str, config: DeadlineConfig) -> WorkingCalendar:
+    """A working calendar with ``hub``'s office hours."""
+    return WorkingCalendar(config.office_hours.for_hub(hub))

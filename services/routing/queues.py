@@ -1,9 +1,22 @@
-"""Outcome -> queue, and the queue items a decision creates — pure, no I/O."""
+"""Where a decision puts each child — pure, no I/O, no clock reads.
+
+DOMAIN.md, "Threshold levels" and "Open cases": each child of an effective decision gets
+one queue item on its hub's queue for the outcome (none for no further action). A child
+whose case is already open goes to the queue holding that case, as an update — unless
+the new level is 4 and the open case is not on s47, which escalates the case to s47. A
+later decision about the same contact (a practitioner override) moves the child's item:
+the old one is closed, the new one opened, and both stay on record; a decision that
+leaves the placement as it was keeps the item (and its running clocks).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, cast
 
+from schemas.base import QueueName
 from schemas.events import Decision, QueueItem
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
@@ -17,6 +30,209 @@ QUEUE_FOR_OUTCOME: dict[str, str | None] = {
     "s47": "s47",
 }
 
+#: When a child has several open items, the case is held by the most serious queue.
+QUEUE_SEVERITY: dict[str, int] = {"s47": 3, "initial-assessment": 2, "single-agency": 1}
+
+PlacementKind = Literal["new", "open_case_update", "escalation", "unchanged", "none"]
+ClosureKind = Literal["moved", "escalated"]
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """An open queue item as routing sees it when it places a new decision."""
+
+    queue_item_id: str
+    contact_id: str
+    decision_id: str
+    subject_id: str
+    hub: str
+    queue: str
+    target_agency: str | None
+    rag: str
+    open_case_update: bool
+    routed_at: datetime
+
+
+@dataclass(frozen=True)
+class Closure:
+    """An open item the decision closes, why, and which item takes its place (if any)."""
+
+    item: OpenItem
+    kind: ClosureKind
+    replaced_by: str | None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the decision does for one child."""
+
+    subject_id: str
+    kind: PlacementKind
+    opened: QueueItem | None = None
+    kept: OpenItem | None = None
+    closed: tuple[Closure, ...] = ()
+
+    @property
+    def current(self) -> tuple[str, str, str] | None:
+        """(item id, hub, queue) of the child's item after the decision, if it has one."""
+        if self.opened is not None:
+            return self.opened.queue_item_id, self.opened.hub, self.opened.queue
+        if self.kept is not None:
+            return self.kept.queue_item_id, self.kept.hub, self.kept.queue
+        return None
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """Everything one decision changes, child by child."""
+
+    placements: tuple[Placement, ...]
+    hub: str
+    """The hub named on mash.routed.v1: the items' hub if they share one, else the decision's."""
+    queue: str | None
+    """The queue named on mash.routed.v1 (None for no further action)."""
+
+    @property
+    def closures(self) -> list[Closure]:
+        """The items the decision closes (moved or escalated), in child order."""
+        return [c for p in self.placements for c in p.closed]
+
+    @property
+    def opened(self) -> list[QueueItem]:
+        """The items the decision opens, in child order."""
+        return [p.opened for p in self.placements if p.opened is not None]
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The children's current item ids (opened or kept), in child order."""
+        return [c[0] for p in self.placements if (c := p.current) is not None]
+
+
+def queue_item_id(decision_id: str, subject_id: str) -> str:
+    """The stable id of the item a decision opens for a child."""
+    return derive_id("queue-item", decision_id, subject_id)
+
+
+def open_case_of(items: Sequence[OpenItem]) -> OpenItem | None:
+    """The item holding a child's open case: the most serious queue, then the oldest."""
+    if not items:
+        return None
+    return min(items, key=lambda i: (-QUEUE_SEVERITY.get(i.queue, 0), i.routed_at, i.queue_item_id))
+
+
+def _same_place(kept: OpenItem, item: QueueItem) -> bool:
+    return (kept.hub, kept.queue, kept.target_agency, kept.rag, kept.open_case_update) == (
+        item.hub,
+        item.queue,
+        item.target_agency,
+        item.rag,
+        item.open_case_update,
+    )
+
+
+def _place_child(
+    decision: Decision,
+    subject_id: str,
+    open_items: Sequence[OpenItem],
+    flagged_only: bool,
+    routed_at: datetime,
+    config: DeadlineConfig,
+    calendar: Callable[[str], WorkingCalendar],
+) -> Placement:
+    # Items this contact already has from an earlier decision: the override moves them.
+    earlier = [
+        i
+        for i in open_items
+        if i.contact_id == decision.contact_id and i.decision_id != decision.decision_id
+    ]
+    case = open_case_of([i for i in open_items if i.contact_id != decision.contact_id])
+    closures: list[Closure] = []
+    new_id = queue_item_id(decision.decision_id, subject_id)
+    kind: PlacementKind
+    if case is not None and decision.level == 4 and case.queue != "s47":
+        kind, hub, queue, update = "escalation", case.hub, "s47", False
+        closures.append(Closure(case, "escalated", new_id))
+    elif case is not None:
+        kind, hub, queue, update = "open_case_update", case.hub, case.queue, True
+    else:
+        target = QUEUE_FOR_OUTCOME[decision.outcome]
+        if target is None:
+            closures += [Closure(i, "moved", None) for i in earlier]
+            return Placement(subject_id, "none", closed=tuple(closures))
+        # The decision says the contact has an open case, but routing holds none for any
+        # child (the case is held elsewhere or closed since): keep the flag visible.
+        kind, hub, queue, update = "new", decision.hub, target, flagged_only
+    item = QueueItem(
+        queue_item_id=new_id,
+        contact_id=decision.contact_id,
+        decision_id=decision.decision_id,
+        subject_id=subject_id,
+        hub=hub,
+        queue=cast(QueueName, queue),
+        outcome=decision.outcome,
+        target_agency=decision.target_agency,
+        rag=decision.rag,
+        deadlines=deadlines_for(
+            queue,
+            decision.rag,
+            decision.target_agency,
+            decision.received_at,
+            decision.decided_at,
+            calendar(hub),
+            config,
+            # Only an update to a case routing holds joins clocks that already run.
+            open_case_update=kind == "open_case_update",
+        ),
+        open_case_update=update,
+        status="open",
+        routed_at=routed_at,
+    )
+    if len(earlier) == 1 and _same_place(earlier[0], item):
+        # A confirmation (or an override that changes nothing here): the item and its
+        # clocks stay as they are.
+        return Placement(subject_id, "unchanged", kept=earlier[0], closed=tuple(closures))
+    closures += [Closure(i, "moved", new_id) for i in earlier]
+    return Placement(subject_id, kind, opened=item, closed=tuple(closures))
+
+
+def plan_routing(
+    decision: Decision,
+    open_items: Mapping[str, Sequence[OpenItem]],
+    routed_at: datetime,
+    config: DeadlineConfig,
+    calendar: Callable[[str], WorkingCalendar],
+) -> RoutingPlan:
+    """What ``decision`` does to each of its children's queue items.
+
+    ``open_items`` maps each child's subject id to its open items (any contact);
+    ``calendar`` gives a hub's working calendar (its office hours).
+    """
+    flagged_only = decision.open_case and not any(
+        i.contact_id != decision.contact_id
+        for s in decision.subjects
+        for i in open_items.get(s.subject_id, ())
+    )
+    placements = tuple(
+        _place_child(
+            decision,
+            s.subject_id,
+            open_items.get(s.subject_id, ()),
+            flagged_only,
+            routed_at,
+            config,
+            calendar,
+        )
+        for s in decision.subjects
+    )
+    current = [c for p in placements if (c := p.current) is not None]
+    hubs = {hub for _, hub, _ in current}
+    queues = {queue for _, _, queue in current}
+    return RoutingPlan(
+        placements=placements,
+        hub=hubs.pop() if len(hubs) == 1 else decision.hub,
+        queue=queues.pop() if len(queues) == 1 else QUEUE_FOR_OUTCOME[decision.outcome],
+    )
+
 
 def queue_items_for(
     decision: Decision,
@@ -24,34 +240,5 @@ def queue_items_for(
     calendar: WorkingCalendar,
     config: DeadlineConfig,
 ) -> list[QueueItem]:
-    """One open queue item per child of the decision (none for no further action)."""
-    queue = QUEUE_FOR_OUTCOME[decision.outcome]
-    if queue is None:
-        return []
-    deadlines = deadlines_for(
-        queue,
-        decision.rag,
-        decision.target_agency,
-        decision.received_at,
-        decision.decided_at,
-        calendar,
-        config,
-    )
-    return [
-        QueueItem(
-            queue_item_id=derive_id("queue-item", decision.decision_id, subject.subject_id),
-            contact_id=decision.contact_id,
-            decision_id=decision.decision_id,
-            subject_id=subject.subject_id,
-            hub=decision.hub,
-            queue=queue,
-            outcome=decision.outcome,
-            target_agency=decision.target_agency,
-            rag=decision.rag,
-            deadlines=deadlines,
-            open_case_update=decision.open_case,
-            status="open",
-            routed_at=routed_at,
-        )
-        for subject in decision.subjects
-    ]
+    """One open queue item per child of a decision about children with no open case."""
+    return plan_routing(decision, {}, routed_at, config, lambda _hub: calendar).opened

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,8 @@ from services.common.calendar import LONDON, WorkingCalendar
 from services.routing.deadlines import (
     DEFAULT_CONFIG_PATH,
     DeadlineConfigError,
+    calendar_for,
+    clocks_met_by,
     deadlines_for,
     icpc_deadline,
     load_deadline_config,
@@ -209,3 +211,85 @@ def test_invalid_config_fails_with_one_line_message(
 def test_missing_config_file() -> None:
     with pytest.raises(DeadlineConfigError, match="cannot read deadlines file"):
         load_deadline_config("/nonexistent/deadlines.yaml")
+
+
+def test_clocks_are_met_by_the_steps_the_table_names() -> None:
+    assert clocks_met_by("acknowledged", CONFIG) == {
+        "acknowledge_referrer",
+        "single_agency_acknowledgement",
+    }
+    assert clocks_met_by("strategy_discussion_held", CONFIG) == {
+        "acknowledge_referrer",
+        "strategy_discussion",
+    }
+    assert clocks_met_by("assessment_completed", CONFIG) == {"acknowledge_referrer", "assessment"}
+    assert clocks_met_by("closed", CONFIG) == set(CONFIG.clocks)
+
+
+def test_an_open_case_update_starts_only_the_update_clocks() -> None:
+    moment = london(2026, 11, 27, 10, 0)
+    due = deadlines_for("s47", "red", None, moment, moment, CAL, CONFIG, open_case_update=True)
+    assert due == {"acknowledge_referrer": london(2026, 11, 30, 10, 0)}
+
+
+def test_office_hours_per_hub_move_the_start_of_a_weekend_clock(tmp_path: Path) -> None:
+    text = SHIPPED_TEXT.replace(
+        "  by_hub: {}\n", '  by_hub:\n    east-south: {start: "08:00", end: "16:00"}\n'
+    )
+    path = tmp_path / "deadlines.yaml"
+    path.write_text(text)
+    config = load_deadline_config(path)
+    assert calendar_for("north-west-central", config).office.start == time(9, 0)
+    # Received Sat 28 Nov 2026 14:00: counts from Mon 30 Nov at office opening, + 1
+    # working day -> Tue 1 Dec at 08:00 for east-south, 09:00 elsewhere.
+    saturday = london(2026, 11, 28, 14, 0)
+    east = deadlines_for(
+        "single-agency",
+        "green",
+        None,
+        saturday,
+        saturday,
+        calendar_for("east-south", config),
+        config,
+    )
+    north = deadlines_for(
+        "single-agency",
+        "green",
+        None,
+        saturday,
+        saturday,
+        calendar_for("north-west-central", config),
+        config,
+    )
+    assert east["acknowledge_referrer"] == london(2026, 12, 1, 8, 0)
+    assert north["acknowledge_referrer"] == london(2026, 12, 1, 9, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            SHIPPED_TEXT.replace(
+                "open_case_update: [acknowledge_referrer]", "open_case_update: [icpc]"
+            ),
+            "open_case_update lists clock 'icpc', which starts at strategy_discussion_held",
+        ),
+        (
+            SHIPPED_TEXT.replace("met_by: [strategy_discussion_held]", "met_by: [discussed]"),
+            "clocks.strategy_discussion.met_by",
+        ),
+        (
+            SHIPPED_TEXT.replace(
+                'default: {start: "09:00", end: "17:00"}', 'default: {start: "17:00", end: "09:00"}'
+            ),
+            "must be before end",
+        ),
+    ],
+)
+def test_invalid_routing_additions_fail_with_one_line_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "deadlines.yaml"
+    path.write_text(text)
+    with pytest.raises(DeadlineConfigError, match=message):
+        load_deadline_config(path)

@@ -10,7 +10,13 @@ from schemas import examples as ex
 from schemas.events import Decision
 from services.common.calendar import WorkingCalendar
 from services.routing.deadlines import load_deadline_config
-from services.routing.queues import queue_items_for
+from services.routing.queues import (
+    OpenItem,
+    RoutingPlan,
+    open_case_of,
+    plan_routing,
+    queue_items_for,
+)
 
 CAL = WorkingCalendar()
 CONFIG = load_deadline_config()
@@ -52,3 +58,179 @@ def test_every_child_gets_its_own_item_with_a_stable_id() -> None:
     assert [i.subject_id for i in first] == ["s-1", "s-2"]
     assert len({i.queue_item_id for i in first}) == 2
     assert [i.queue_item_id for i in first] == [i.queue_item_id for i in again]
+
+
+# --- open cases, escalation and overrides ------------------------------------------------
+
+NWC, ES = "north-west-central", "east-south"
+
+
+def open_item(
+    queue: str,
+    *,
+    contact_id: str = "CON-OTHER",
+    decision_id: str = "DEC-OTHER",
+    subject_id: str = "SUBJ-TEST-0001",
+    hub: str = ES,
+    rag: str = "amber",
+    target_agency: str | None = None,
+    open_case_update: bool = False,
+    item_id: str | None = None,
+) -> OpenItem:
+    return OpenItem(
+        queue_item_id=item_id or f"QI-{queue}-{contact_id}",
+        contact_id=contact_id,
+        decision_id=decision_id,
+        subject_id=subject_id,
+        hub=hub,
+        queue=queue,
+        target_agency=target_agency,
+        rag=rag,
+        open_case_update=open_case_update,
+        routed_at=datetime(2024, 3, 1, 10, 0, tzinfo=UTC),
+    )
+
+
+def plan(d: Decision, *items: OpenItem) -> RoutingPlan:
+    by_subject: dict[str, list[OpenItem]] = {}
+    for i in items:
+        by_subject.setdefault(i.subject_id, []).append(i)
+    return plan_routing(d, by_subject, ROUTED_AT, CONFIG, lambda _hub: CAL)
+
+
+def test_a_child_with_an_open_case_goes_to_the_queue_holding_it_as_an_update() -> None:
+    # Level 3 about a child whose case is open on east-south's single-agency queue: the
+    # contact joins that case, in that hub, even though the decision names another hub.
+    d = decision(outcome="initial_assessment", level=3, rag="amber", hub=NWC)
+    result = plan(d, open_item("single-agency", rag="green"))
+    (placement,) = result.placements
+    assert placement.kind == "open_case_update"
+    assert placement.opened is not None
+    assert (placement.opened.hub, placement.opened.queue) == (ES, "single-agency")
+    assert placement.opened.open_case_update is True
+    assert placement.closed == ()
+    # The open case's own clocks already run: only the acknowledgement starts.
+    assert set(placement.opened.deadlines) == {"acknowledge_referrer"}
+    assert (result.hub, result.queue) == (ES, "single-agency")
+
+
+def test_no_further_action_about_an_open_case_still_reaches_the_case() -> None:
+    d = decision(outcome="no_further_action", level=1, rag="blue", target_agency=None)
+    (placement,) = plan(d, open_item("initial-assessment")).placements
+    assert placement.kind == "open_case_update"
+    assert placement.opened is not None
+    assert placement.opened.queue == "initial-assessment"
+
+
+def test_level_4_escalates_an_open_case_that_is_not_s47() -> None:
+    d = decision(outcome="s47", level=4, rag="red", hub=NWC)
+    case = open_item("initial-assessment")
+    (placement,) = plan(d, case).placements
+    assert placement.kind == "escalation"
+    assert placement.opened is not None
+    # Escalated in the hub holding the case, with the full s47 clocks.
+    assert (placement.opened.hub, placement.opened.queue) == (ES, "s47")
+    assert placement.opened.open_case_update is False
+    assert set(placement.opened.deadlines) == {"acknowledge_referrer", "strategy_discussion"}
+    assert [(c.item, c.kind, c.replaced_by) for c in placement.closed] == [
+        (case, "escalated", placement.opened.queue_item_id)
+    ]
+
+
+def test_level_4_about_an_open_s47_case_is_an_update_not_an_escalation() -> None:
+    d = decision(outcome="s47", level=4, rag="red")
+    (placement,) = plan(d, open_item("s47", rag="red")).placements
+    assert placement.kind == "open_case_update"
+    assert placement.closed == ()
+
+
+def test_the_most_serious_open_queue_holds_the_case() -> None:
+    d = decision(outcome="single_agency", level=2, rag="green", target_agency="health")
+    items = [open_item("single-agency", contact_id="C1"), open_item("s47", contact_id="C2")]
+    assert open_case_of(items) == items[1]
+    (placement,) = plan(d, *items).placements
+    assert placement.opened is not None
+    assert placement.opened.queue == "s47"
+
+
+def test_an_override_moves_the_item_and_names_its_replacement() -> None:
+    old = open_item(
+        "s47", contact_id="CON-TEST-0001", decision_id="DEC-TEST-0001", hub=NWC, rag="red"
+    )
+    override = decision(
+        decision_id="DEC-OVERRIDE",
+        outcome="initial_assessment",
+        level=3,
+        rag="amber",
+        source="practitioner",
+        supersedes_decision_id="DEC-TEST-0001",
+    )
+    (placement,) = plan(override, old).placements
+    assert placement.kind == "new"
+    assert placement.opened is not None
+    assert (placement.opened.hub, placement.opened.queue) == (NWC, "initial-assessment")
+    assert [(c.item, c.kind, c.replaced_by) for c in placement.closed] == [
+        (old, "moved", placement.opened.queue_item_id)
+    ]
+
+
+def test_an_override_to_no_further_action_closes_the_item_and_opens_none() -> None:
+    old = open_item("s47", contact_id="CON-TEST-0001", decision_id="DEC-TEST-0001", hub=NWC)
+    override = decision(
+        decision_id="DEC-NFA",
+        outcome="no_further_action",
+        level=1,
+        rag="blue",
+        source="practitioner",
+        supersedes_decision_id="DEC-TEST-0001",
+    )
+    result = plan(override, old)
+    (placement,) = result.placements
+    assert placement.kind == "none"
+    assert [(c.item, c.kind, c.replaced_by) for c in placement.closed] == [(old, "moved", None)]
+    assert result.item_ids == []
+    assert result.queue is None
+
+
+def test_a_confirmation_keeps_the_item_and_its_clocks() -> None:
+    old = open_item(
+        "s47", contact_id="CON-TEST-0001", decision_id="DEC-TEST-0001", hub=NWC, rag="red"
+    )
+    confirm = decision(
+        decision_id="DEC-CONFIRM", source="practitioner", supersedes_decision_id="DEC-TEST-0001"
+    )
+    result = plan(confirm, old)
+    (placement,) = result.placements
+    assert placement.kind == "unchanged"
+    assert placement.kept == old
+    assert placement.opened is None
+    assert placement.closed == ()
+    assert result.item_ids == [old.queue_item_id]
+
+
+def test_the_open_case_flag_without_an_open_item_is_kept_visible() -> None:
+    d = decision(outcome="initial_assessment", level=3, rag="amber", open_case=True)
+    (placement,) = plan(d).placements
+    assert placement.kind == "new"
+    assert placement.opened is not None
+    assert placement.opened.open_case_update is True
+    # Its own queue's clocks: routing holds no case whose clocks already run.
+    assert "assessment" in placement.opened.deadlines
+
+
+def test_multi_child_decision_places_each_child_on_its_own() -> None:
+    subjects = [
+        {"subject_id": "s-open", "child_ref": "C-1"},
+        {"subject_id": "s-new", "child_ref": "C-2"},
+    ]
+    d = decision(outcome="initial_assessment", level=3, rag="amber", subjects=subjects, hub=NWC)
+    result = plan(d, open_item("s47", subject_id="s-open"))
+    kinds = {p.subject_id: p.kind for p in result.placements}
+    assert kinds == {"s-open": "open_case_update", "s-new": "new"}
+    queues = [(i.subject_id, i.hub, i.queue, i.open_case_update) for i in result.opened]
+    assert queues == [
+        ("s-open", ES, "s47", True),
+        ("s-new", NWC, "initial-assessment", False),
+    ]
+    # Items in two hubs and queues: mash.routed.v1 names the decision's own.
+    assert (result.hub, result.queue) == (NWC, "initial-assessment")

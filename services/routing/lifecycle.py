@@ -1,0 +1,93 @@
+"""A queue item's lifecycle (mash.queue-updates.v1) — pure, no I/O, no clock reads.
+
+The hub's case-work system reports each step; this module says whether the step is
+allowed from where the item is, which statutory clocks it meets, and which clock it
+starts (the ICPC clock, from the time the strategy discussion was held).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.events import QueueItem
+from schemas.inbound import QueueUpdate
+from services.common.calendar import WorkingCalendar
+from services.routing.deadlines import ICPC, DeadlineConfig, clocks_met_by, icpc_deadline
+
+_NOT_CLOSED = frozenset(
+    {"open", "acknowledged", "strategy_discussion_held", "assessment_completed"}
+)
+
+#: queue -> new status -> the statuses it may follow. A step not listed is refused.
+#: s47 follows Working Together: strategy discussion, then the s47 enquiry (assessment);
+#: a single-agency item is worked by another agency, so it has no assessment here.
+TRANSITIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
+    "single-agency": {
+        "acknowledged": frozenset({"open"}),
+        "closed": _NOT_CLOSED,
+    },
+    "initial-assessment": {
+        "acknowledged": frozenset({"open"}),
+        "assessment_completed": frozenset({"open", "acknowledged"}),
+        "closed": _NOT_CLOSED,
+    },
+    "s47": {
+        "acknowledged": frozenset({"open"}),
+        "strategy_discussion_held": frozenset({"open", "acknowledged"}),
+        "assessment_completed": frozenset({"strategy_discussion_held"}),
+        "closed": _NOT_CLOSED,
+    },
+}
+
+#: Strategy outcomes after which an initial child protection conference may follow.
+ICPC_OUTCOMES = frozenset({"s47_single_agency", "s47_joint"})
+
+
+class InvalidTransition(ValueError):
+    """The update asks for a step the item's queue and status do not allow."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The effect of one valid update on an item."""
+
+    item: QueueItem
+    """The item after the update (status, time, codes, and any new deadline)."""
+    previous_status: str
+    met: frozenset[str]
+    """Clocks of the item this step meets."""
+    started: Mapping[str, datetime]
+    """Clocks this step starts (name -> due time)."""
+
+
+def apply_update(
+    item: QueueItem, update: QueueUpdate, config: DeadlineConfig, calendar: WorkingCalendar
+) -> Transition:
+    """Apply ``update`` to ``item``; raise :class:`InvalidTransition` if it is not allowed."""
+    allowed = TRANSITIONS.get(item.queue, {}).get(update.status)
+    if item.status == "closed":
+        raise InvalidTransition(f"queue item is closed; it cannot become {update.status}")
+    if allowed is None:
+        raise InvalidTransition(f"an item on the {item.queue} queue cannot become {update.status}")
+    if item.status not in allowed:
+        raise InvalidTransition(f"{item.status} item cannot become {update.status}")
+    started: dict[str, datetime] = {}
+    if update.status == "strategy_discussion_held" and update.strategy_outcome in ICPC_OUTCOMES:
+        started[ICPC] = icpc_deadline(update.at, calendar, config)
+    updated = item.model_copy(
+        update={
+            "status": update.status,
+            "status_at": update.at,
+            "strategy_outcome": update.strategy_outcome or item.strategy_outcome,
+            "closure_reason": update.closure_reason,
+            "deadlines": {**item.deadlines, **started},
+        }
+    )
+    return Transition(
+        item=updated,
+        previous_status=item.status,
+        met=clocks_met_by(update.status, config) & set(item.deadlines),
+        started=started,
+    )

@@ -1,0 +1,403 @@
+"""Routing alone against the real broker and database: fan-out per child, no further
+action, open cases and escalation, overrides moving items, the lifecycle (valid and
+invalid steps), and what ops see (history, gauge, counters).
+
+Decisions are built from ``schemas.examples.decision`` (received 2024-03-12 23:05:10Z,
+decided 23:05:12Z) and published straight onto the world's decisions topic. Routing's clock
+stays at 23:06 that evening in this module, before any clock runs out, so no breach
+interferes (breaches are tested in test_routing_breaches.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from services.common.calendar import LONDON
+from services.common.topics import DEAD_LETTER
+from tests.integration.routing_harness import (
+    RoutingUnderTest,
+    decision,
+    queue_update,
+)
+from tests.support import Stack, fetch, fetchval, wait_until
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2024, 3, 12, 23, 6, tzinfo=UTC)
+NWC, ES = "north-west-central", "east-south"
+
+
+@pytest.fixture(scope="module")
+async def routing(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RoutingUnderTest]:
+    harness = await RoutingUnderTest.start(stack, tmp_path_factory.mktemp("routing"), NOW)
+    yield harness
+    await harness.stop()
+
+
+def child(subject_id: str, ref: str = "C-1") -> dict[str, str]:
+    return {"subject_id": subject_id, "child_ref": ref}
+
+
+async def test_each_child_of_a_decision_gets_its_own_item_on_its_hubs_queue(
+    routing: RoutingUnderTest,
+) -> None:
+    d = decision(
+        outcome="initial_assessment",
+        level=3,
+        rag="amber",
+        hub=ES,
+        subjects=[child("S-A1", "C-1"), child("S-A2", "C-2"), child("S-A3", "C-3")],
+    )
+    assert (await routing.route(d)).outcome == "routed"
+    items = await routing.items(d.contact_id)
+    assert sorted(i["subject_id"] for i in items) == ["S-A1", "S-A2", "S-A3"]
+    assert {(i["hub"], i["queue"], i["status"]) for i in items} == {
+        (ES, "initial-assessment", "open")
+    }
+    events = [
+        r.json()
+        for r in await routing.queue_events(ES, "initial-assessment")
+        if r.json()["contact_id"] == d.contact_id
+    ]
+    assert sorted(e["subject_id"] for e in events) == ["S-A1", "S-A2", "S-A3"]
+    assert {e["queue_item_id"] for e in events} == {i["queue_item_id"] for i in items}
+    # Deadlines worked by hand: received Tue 12 Mar 2024 23:05:10 (GMT) -> acknowledgement
+    # Wed 13 Mar 23:05:10; the 45-working-day assessment from Tue 12 Mar, across Good
+    # Friday (29 Mar) and Easter Monday (1 Apr): 13-15 Mar = 1..3, 18-22 = 4..8,
+    # 25-28 = 9..12, 2-5 Apr = 13..16, 8-12 = 17..21, 15-19 = 22..26, 22-26 = 27..31,
+    # 29 Apr-3 May = 32..36, (6 May Early May bank holiday) 7-10 May = 37..40,
+    # 13-17 May = 41..45 -> Fri 17 May 2024, the same London wall-clock time (now BST).
+    due = {k: datetime.fromisoformat(v) for k, v in events[0]["deadlines"].items()}
+    assert due == {
+        "acknowledge_referrer": datetime(2024, 3, 13, 23, 5, 10, tzinfo=LONDON),
+        "assessment": datetime(2024, 5, 17, 23, 5, 10, tzinfo=LONDON),
+    }
+    stored = await routing.deadlines(items[0]["queue_item_id"])
+    assert {k: v["due_at"] for k, v in stored.items()} == due
+    # Each event keyed by the child; one routed event naming all three items.
+    assert all(r.key is not None for r in await routing.queue_events(ES, "initial-assessment"))
+    (routed,) = await routing.routed(d.decision_id)
+    assert (routed["hub"], routed["queue"]) == (ES, "initial-assessment")
+    assert sorted(routed["queue_item_ids"]) == sorted(i["queue_item_id"] for i in items)
+    for item in items:
+        assert await routing.history(item["queue_item_id"]) == [("opened", None, "open")]
+
+
+async def test_no_further_action_is_recorded_with_no_item(routing: RoutingUnderTest) -> None:
+    d = decision(outcome="no_further_action", level=1, rag="blue")
+    assert (await routing.route(d)).outcome == "routed"
+    assert await routing.items(d.contact_id) == []
+    (routed,) = await routing.routed(d.decision_id)
+    assert routed["queue"] is None
+    assert routed["queue_item_ids"] == []
+    effect = await fetchval(
+        routing.world.dsn,
+        "SELECT effect FROM routing_decisions WHERE decision_id = $1",
+        d.decision_id,
+    )
+    assert effect == "routed"
+
+
+async def test_a_decision_for_a_hub_outside_the_topology_is_dead_lettered(
+    routing: RoutingUnderTest,
+) -> None:
+    d = decision(hub="four-areas-north")
+    assert (await routing.route(d)).dead_letter == "unknown_reference"
+    assert await routing.items(d.contact_id) == []
+    assert await routing.routed(d.decision_id) == []
+
+
+async def test_a_child_with_an_open_case_is_routed_to_the_case_as_an_update(
+    routing: RoutingUnderTest,
+) -> None:
+    first = decision(
+        outcome="single_agency", level=2, rag="green", target_agency="early_help", hub=ES
+    )
+    subject = first.subjects[0].subject_id
+    await routing.route(first)
+    # A later contact about the same child, decided level 3 in the other hub.
+    later = decision(
+        outcome="initial_assessment", level=3, rag="amber", hub=NWC, subjects=[child(subject)]
+    )
+    assert (await routing.route(later)).outcome == "routed"
+    (item,) = await routing.items(later.contact_id)
+    assert (item["hub"], item["queue"], item["open_case_update"]) == (ES, "single-agency", True)
+    assert set((await routing.deadlines(item["queue_item_id"])).keys()) == {"acknowledge_referrer"}
+    # The open case itself is untouched.
+    (case,) = await routing.items(first.contact_id)
+    assert case["status"] == "open"
+    events = [
+        r.json()
+        for r in await routing.queue_events(ES, "single-agency")
+        if r.json()["queue_item_id"] == item["queue_item_id"]
+    ]
+    assert [e["open_case_update"] for e in events] == [True]
+
+
+async def test_level_4_escalates_an_open_case_to_s47(routing: RoutingUnderTest) -> None:
+    first = decision(outcome="initial_assessment", level=3, rag="amber", hub=ES)
+    subject = first.subjects[0].subject_id
+    await routing.route(first)
+    (case,) = await routing.items(first.contact_id)
+    later = decision(outcome="s47", level=4, rag="red", hub=NWC, subjects=[child(subject)])
+    assert (await routing.route(later)).outcome == "routed"
+    (escalated,) = await routing.items(later.contact_id)
+    assert (escalated["hub"], escalated["queue"], escalated["open_case_update"]) == (
+        ES,
+        "s47",
+        False,
+    )
+    assert "strategy_discussion" in await routing.deadlines(escalated["queue_item_id"])
+    (closed,) = await routing.items(first.contact_id)
+    assert (closed["status"], closed["replaced_by"]) == ("closed", escalated["queue_item_id"])
+    assert await routing.history(case["queue_item_id"]) == [
+        ("opened", None, "open"),
+        ("escalated", "open", "closed"),
+    ]
+    old_events = [
+        r.json()
+        for r in await routing.queue_events(ES, "initial-assessment")
+        if r.json()["queue_item_id"] == case["queue_item_id"]
+    ]
+    assert [e["status"] for e in old_events] == ["open", "closed"]
+    assert old_events[-1]["replaced_by"] == escalated["queue_item_id"]
+
+
+async def test_an_override_moves_the_item_once_and_a_replay_changes_nothing(
+    routing: RoutingUnderTest,
+) -> None:
+    rules = decision(outcome="s47", level=4, rag="red")
+    await routing.route(rules)
+    (old,) = await routing.items(rules.contact_id)
+    override = decision(
+        decision_id=f"{rules.decision_id}-P",
+        contact_id=rules.contact_id,
+        contact_reference=rules.contact_reference,
+        subjects=[s.model_dump() for s in rules.subjects],
+        outcome="initial_assessment",
+        level=3,
+        rag="amber",
+        source="practitioner",
+        supersedes_decision_id=rules.decision_id,
+        decided_at="2024-03-12T23:30:00+00:00",
+    )
+    assert (await routing.route(override)).outcome == "routed"
+    items = {i["queue_item_id"]: i for i in await routing.items(rules.contact_id)}
+    assert len(items) == 2
+    new = next(i for i in items.values() if i["queue_item_id"] != old["queue_item_id"])
+    assert (items[old["queue_item_id"]]["status"], items[old["queue_item_id"]]["replaced_by"]) == (
+        "closed",
+        new["queue_item_id"],
+    )
+    assert (new["queue"], new["status"], new["decision_id"]) == (
+        "initial-assessment",
+        "open",
+        override.decision_id,
+    )
+    assert await routing.history(old["queue_item_id"]) == [
+        ("opened", None, "open"),
+        ("moved", "open", "closed"),
+    ]
+    # Both visible: the old item opened then closed on s47, the new one on its queue.
+    s47 = [
+        r.json()["status"]
+        for r in await routing.queue_events(NWC, "s47")
+        if r.json()["queue_item_id"] == old["queue_item_id"]
+    ]
+    assert s47 == ["open", "closed"]
+    ia = [
+        r.json()["status"]
+        for r in await routing.queue_events(NWC, "initial-assessment")
+        if r.json()["queue_item_id"] == new["queue_item_id"]
+    ]
+    assert ia == ["open"]
+    (routed,) = await routing.routed(override.decision_id)
+    assert routed["queue_item_ids"] == [new["queue_item_id"]]
+    assert routed["decision_source"] == "practitioner"
+
+    # Replayed: the same event again, and the same decision under a new event id.
+    outbox = await fetchval(routing.world.dsn, "SELECT count(*) FROM outbox")
+    assert (
+        await routing.handled("mash.decisions.v1", *await routing.send_decision(override))
+    ).duplicate
+    again = await routing.handled(
+        "mash.decisions.v1",
+        *await routing.send_decision(override, event_id=f"{override.decision_id}-replayed"),
+    )
+    assert again.outcome == "duplicate_decision"
+    assert {i["queue_item_id"]: i["status"] for i in await routing.items(rules.contact_id)} == {
+        old["queue_item_id"]: "closed",
+        new["queue_item_id"]: "open",
+    }
+    assert await fetchval(routing.world.dsn, "SELECT count(*) FROM outbox") == outbox
+
+
+async def test_a_decision_arriving_after_its_override_is_set_aside(
+    routing: RoutingUnderTest,
+) -> None:
+    rules = decision(outcome="s47", level=4, rag="red")
+    override = decision(
+        decision_id=f"{rules.decision_id}-P",
+        contact_id=rules.contact_id,
+        contact_reference=rules.contact_reference,
+        subjects=[s.model_dump() for s in rules.subjects],
+        outcome="single_agency",
+        level=2,
+        rag="green",
+        target_agency="health",
+        source="practitioner",
+        supersedes_decision_id=rules.decision_id,
+    )
+    assert (await routing.route(override)).outcome == "routed"
+    assert (await routing.route(rules)).outcome == "superseded"
+    (item,) = await routing.items(rules.contact_id)
+    assert (item["decision_id"], item["queue"]) == (override.decision_id, "single-agency")
+    assert await routing.routed(rules.decision_id) == []
+
+
+async def test_an_s47_item_goes_through_its_lifecycle_and_records_each_step(
+    routing: RoutingUnderTest,
+) -> None:
+    d = decision(outcome="s47", level=4, rag="red")
+    await routing.route(d)
+    (item,) = await routing.items(d.contact_id)
+    item_id = item["queue_item_id"]
+    steps = [
+        ("acknowledged", "2024-03-12T23:20:00+00:00"),
+        # Held Wed 13 Mar 2024 01:00: ICPC 15 working days on, 14 Mar = 1 ... 29 Mar is
+        # Good Friday and 1 Apr Easter Monday: 14-15 = 1..2, 18-22 = 3..7, 25-28 = 8..11,
+        # 2-5 Apr = 12..15 -> Fri 5 Apr 2024 01:00 London (BST from 31 Mar, so 00:00Z).
+        ("strategy_discussion_held", "2024-03-13T01:00:00+00:00"),
+        ("assessment_completed", "2024-03-20T10:00:00+00:00"),
+        ("closed", "2024-03-21T10:00:00+00:00"),
+    ]
+    for status, at in steps:
+        assert (await routing.update(queue_update(item_id, status, at=at))).outcome == "applied"
+    (done,) = await routing.items(d.contact_id)
+    assert (done["status"], done["closure_reason"], done["strategy_outcome"]) == (
+        "closed",
+        "RC8",
+        "s47_joint",
+    )
+    clocks = await routing.deadlines(item_id)
+    assert clocks["icpc"]["due_at"] == datetime(2024, 4, 5, 1, 0, tzinfo=LONDON)
+    assert {k: v["met_by"] for k, v in clocks.items()} == {
+        "acknowledge_referrer": "acknowledged",
+        "strategy_discussion": "strategy_discussion_held",
+        "icpc": "closed",
+    }
+    assert await routing.history(item_id) == [
+        ("opened", None, "open"),
+        ("acknowledged", "open", "acknowledged"),
+        ("strategy_discussion_held", "acknowledged", "strategy_discussion_held"),
+        ("assessment_completed", "strategy_discussion_held", "assessment_completed"),
+        ("closed", "assessment_completed", "closed"),
+    ]
+    events = [
+        r.json()
+        for r in await routing.queue_events(NWC, "s47")
+        if r.json()["queue_item_id"] == item_id
+    ]
+    assert [e["status"] for e in events] == [
+        "open",
+        "acknowledged",
+        "strategy_discussion_held",
+        "assessment_completed",
+        "closed",
+    ]
+    assert "icpc" not in events[1]["deadlines"]
+    assert "icpc" in events[2]["deadlines"]
+    assert events[-1]["closure_reason"] == "RC8"
+
+
+@pytest.mark.parametrize(
+    ("queue", "outcome", "level", "rag", "before", "step", "reason"),
+    [
+        ("s47", "s47", 4, "red", ["closed"], "closed", "invalid_transition"),
+        ("s47", "s47", 4, "red", ["closed"], "acknowledged", "invalid_transition"),
+        ("s47", "s47", 4, "red", ["acknowledged"], "acknowledged", "invalid_transition"),
+        ("s47", "s47", 4, "red", [], "assessment_completed", "invalid_transition"),
+        (
+            "single-agency",
+            "single_agency",
+            2,
+            "green",
+            [],
+            "strategy_discussion_held",
+            "invalid_transition",
+        ),
+    ],
+)
+async def test_an_invalid_step_is_dead_lettered_and_changes_nothing(
+    routing: RoutingUnderTest,
+    queue: str,
+    outcome: str,
+    level: int,
+    rag: str,
+    before: list[str],
+    step: str,
+    reason: str,
+) -> None:
+    d = decision(outcome=outcome, level=level, rag=rag, target_agency="health")
+    await routing.route(d)
+    (item,) = await routing.items(d.contact_id)
+    assert item["queue"] == queue
+    for status in before:
+        assert (await routing.update(queue_update(item["queue_item_id"], status))).outcome
+    history = await routing.history(item["queue_item_id"])
+    handled = await routing.update(queue_update(item["queue_item_id"], step))
+    assert handled.dead_letter == reason
+    assert await routing.history(item["queue_item_id"]) == history
+    (after,) = await routing.items(d.contact_id)
+    assert after["status"] == (before[-1] if before else "open")
+
+
+async def test_an_update_for_an_unknown_item_is_dead_lettered(routing: RoutingUnderTest) -> None:
+    coordinates = await routing.send_update(queue_update("QI-NOBODY-HAS-THIS", "acknowledged"))
+    assert (await routing.handled("mash.queue-updates.v1", *coordinates)).dead_letter == (
+        "unknown_reference"
+    )
+
+    async def on_topic() -> bool:
+        return any(
+            r.json()["reason"] == "unknown_reference"
+            and r.json()["offset"] == coordinates[1]
+            and r.json()["errors"][0]["path"] == "queue_item_id"
+            for r in await routing.topic(DEAD_LETTER)
+        )
+
+    await wait_until(on_topic, timeout=30, what="the dead letter on its topic")
+
+
+async def test_open_items_are_exported_per_hub_and_queue(routing: RoutingUnderTest) -> None:
+    d = decision(outcome="initial_assessment", level=3, rag="amber", hub=NWC)
+    await routing.route(d)
+    assert (await _open_counts(routing))[(NWC, "initial-assessment")] >= 1
+
+    async def gauge_matches() -> bool:
+        current = await _open_counts(routing)
+        return all(
+            routing.metric("mash_queue_open_items", hub=hub, queue=queue)
+            == current.get((hub, queue), 0)
+            for hub in (NWC, ES)
+            for queue in ("single-agency", "initial-assessment", "s47")
+        )
+
+    await wait_until(gauge_matches, timeout=30, what="the open-items gauge to match the database")
+    routed = routing.metric("mash_routed_total", hub=NWC, queue="initial-assessment")
+    assert routed is not None
+    assert routed >= 1
+
+
+async def _open_counts(routing: RoutingUnderTest) -> dict[tuple[str, str], int]:
+    rows = await fetch(
+        routing.world.dsn,
+        "SELECT hub, queue, count(*) AS n FROM queue_items WHERE status <> 'closed'"
+        " GROUP BY hub, queue",
+    )
+    return {(r["hub"], r["queue"]): int(r["n"]) for r in rows}

@@ -1,0 +1,151 @@
+"""A queue item's lifecycle: allowed steps per queue, clocks met, the ICPC clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from schemas import examples as ex
+from schemas.events import QueueItem
+from schemas.inbound import QueueUpdate
+from services.common.calendar import LONDON, WorkingCalendar
+from services.routing.deadlines import load_deadline_config
+from services.routing.lifecycle import InvalidTransition, apply_update
+
+CAL = WorkingCalendar()
+CONFIG = load_deadline_config()
+
+S47_CLOCKS = {
+    "acknowledge_referrer": "2024-03-13T23:05:10+00:00",
+    "strategy_discussion": "2024-03-13T03:05:12+00:00",
+}
+
+
+def item(queue: str = "s47", status: str = "open", **overrides: Any) -> QueueItem:
+    deadlines = {
+        "s47": S47_CLOCKS,
+        "initial-assessment": {
+            "acknowledge_referrer": "2024-03-13T23:05:10+00:00",
+            "assessment": "2024-05-15T23:05:10+00:00",
+        },
+        "single-agency": {
+            "acknowledge_referrer": "2024-03-13T23:05:10+00:00",
+            "single_agency_acknowledgement": "2024-03-15T23:05:12+00:00",
+        },
+    }[queue]
+    return QueueItem.model_validate(
+        ex.queue_item(queue=queue, status=status, deadlines=deadlines, **overrides)
+    )
+
+
+def update(status: str, **overrides: Any) -> QueueUpdate:
+    extra: dict[str, Any] = {}
+    if status == "strategy_discussion_held":
+        extra["strategy_outcome"] = "s47_joint"
+    if status == "closed":
+        extra["closure_reason"] = "RC8"
+    return QueueUpdate.model_validate(ex.queue_update(status=status, **{**extra, **overrides}))
+
+
+@pytest.mark.parametrize(
+    ("queue", "steps"),
+    [
+        ("s47", ["acknowledged", "strategy_discussion_held", "assessment_completed", "closed"]),
+        ("s47", ["strategy_discussion_held", "closed"]),
+        ("initial-assessment", ["acknowledged", "assessment_completed", "closed"]),
+        ("initial-assessment", ["assessment_completed", "closed"]),
+        ("single-agency", ["acknowledged", "closed"]),
+        ("single-agency", ["closed"]),
+    ],
+)
+def test_the_usual_paths_are_allowed(queue: str, steps: list[str]) -> None:
+    current = item(queue)
+    for status in steps:
+        current = apply_update(current, update(status), CONFIG, CAL).item
+        assert current.status == status
+    assert current.closure_reason == "RC8"
+
+
+@pytest.mark.parametrize(
+    ("queue", "status", "step", "message"),
+    [
+        ("s47", "closed", "closed", "queue item is closed; it cannot become closed"),
+        ("s47", "closed", "acknowledged", "queue item is closed"),
+        ("s47", "acknowledged", "acknowledged", "acknowledged item cannot become acknowledged"),
+        ("s47", "open", "assessment_completed", "open item cannot become assessment_completed"),
+        (
+            "s47",
+            "strategy_discussion_held",
+            "strategy_discussion_held",
+            "strategy_discussion_held item cannot become strategy_discussion_held",
+        ),
+        (
+            "initial-assessment",
+            "open",
+            "strategy_discussion_held",
+            "an item on the initial-assessment queue cannot become strategy_discussion_held",
+        ),
+        (
+            "single-agency",
+            "acknowledged",
+            "assessment_completed",
+            "an item on the single-agency queue cannot become assessment_completed",
+        ),
+        (
+            "initial-assessment",
+            "assessment_completed",
+            "acknowledged",
+            "assessment_completed item cannot become acknowledged",
+        ),
+    ],
+)
+def test_invalid_steps_are_refused_with_a_reason(
+    queue: str, status: str, step: str, message: str
+) -> None:
+    with pytest.raises(InvalidTransition, match=message):
+        apply_update(item(queue, status), update(step), CONFIG, CAL)
+
+
+def test_acknowledging_meets_the_acknowledgement_clocks_only() -> None:
+    step = apply_update(item("single-agency"), update("acknowledged"), CONFIG, CAL)
+    assert step.met == {"acknowledge_referrer", "single_agency_acknowledgement"}
+    assert step.previous_status == "open"
+    assert step.started == {}
+
+
+def test_strategy_discussion_meets_its_clock_and_starts_the_icpc_clock() -> None:
+    # Held Tue 13 Apr 2027 11:00 London: ICPC 15 working days later, across the Early May
+    # bank holiday (Mon 3 May): 14-16 Apr = 1..3, 19-23 = 4..8, 26-30 = 9..13, Tue 4 May =
+    # 14, Wed 5 May = 15.
+    held = datetime(2027, 4, 13, 11, 0, tzinfo=LONDON)
+    step = apply_update(
+        item("s47", "acknowledged"),
+        update("strategy_discussion_held", at=held.isoformat()),
+        CONFIG,
+        CAL,
+    )
+    assert step.met == {"acknowledge_referrer", "strategy_discussion"}
+    assert step.started == {"icpc": datetime(2027, 5, 5, 11, 0, tzinfo=LONDON)}
+    assert step.item.deadlines["icpc"] == datetime(2027, 5, 5, 11, 0, tzinfo=LONDON)
+    assert step.item.strategy_outcome == "s47_joint"
+    assert step.item.status_at == held
+    # The clocks the item had keep their times.
+    assert step.item.deadlines["strategy_discussion"] == item().deadlines["strategy_discussion"]
+
+
+def test_no_s47_outcome_starts_no_icpc_clock() -> None:
+    step = apply_update(
+        item("s47"), update("strategy_discussion_held", strategy_outcome="no_s47"), CONFIG, CAL
+    )
+    assert step.started == {}
+    assert "icpc" not in step.item.deadlines
+
+
+def test_closing_meets_every_clock_the_item_has() -> None:
+    held = apply_update(item("s47"), update("strategy_discussion_held"), CONFIG, CAL).item
+    step = apply_update(held, update("closed"), CONFIG, CAL)
+    assert step.met == {"acknowledge_referrer", "strategy_discussion", "icpc"}
+    assert step.item.status == "closed"
+    assert step.item.strategy_outcome == "s47_joint"  # kept from the discussion

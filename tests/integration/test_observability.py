@@ -1,0 +1,740 @@
+"""Observability end to end: the four services of an isolated world, each on its own metrics
+port, scraped by a real Prometheus (the Debian package's binary) evaluating the shipped alert
+rules. Traffic goes through the whole pipeline; then Prometheus's HTTP API must agree with
+the database, the shipped dashboard's every query must name metrics the services export,
+/healthz and /readyz must answer, and the logs must carry ids and coordinates but none of
+the names, addresses or narratives the traffic contained."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.local.pipeline import SERVICES, ServiceProcesses
+from schemas import examples as ex
+from schemas.cloudevents import encode_binary
+from schemas.inbound import PoliceNotification, Referral
+from services.common.metrics import build_version
+from services.common.topics import DECISIONS, INBOUND_POLICE, INBOUND_REFERRALS, ROUTED
+from tests.integration.intake_harness import free_port
+from tests.sample import sample_messages, synthetic_nhs_numbers
+from tests.support import (
+    REPO,
+    Isolated,
+    Outgoing,
+    Stack,
+    fetch,
+    fetchval,
+    isolated_world,
+    publish,
+    read_topic,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMETHEUS_DIR = REPO / "deploy/prometheus"
+DASHBOARD = REPO / "deploy/grafana/dashboards/mash-ops.json"
+#: Series Prometheus makes itself rather than scraping them.
+PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+#: Unique tokens put into every personal field of the marker traffic; none may be logged.
+TOKEN = uuid.uuid4().hex[:10]
+MARKERS = {
+    "child": f"Markchild{TOKEN}",
+    "family": f"Markfamily{TOKEN}",
+    "adult": f"Markadult{TOKEN}",
+    "street": f"{TOKEN} Markerstreet",
+    "narrative": f"Marknarrative{TOKEN}",
+    "referrer": f"Markreferrer{TOKEN}",
+}
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+class Prometheus:
+    """A real Prometheus on a free 127.0.0.1 port with a temporary data directory, scraping
+    the given service ports every second with the shipped config's job and alert rules."""
+
+    def __init__(self, run_dir: Path, ports: dict[str, int]) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "the prometheus binary is needed: apt-get install prometheus"
+        self.binary = binary
+        self.run_dir = run_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = run_dir / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump(self._config(ports)))
+        self.log = run_dir / "prometheus.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _config(ports: dict[str, int]) -> dict[str, Any]:
+        """The shipped config, with a 1 s rhythm and this world's ports for each service."""
+        config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+        config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
+        (job,) = config["scrape_configs"]
+        for static in job["static_configs"]:
+            static["targets"] = [f"127.0.0.1:{ports[static['labels']['service']]}"]
+        return config
+
+    def start(self) -> None:
+        """Start the server (its readiness is awaited by :meth:`ready`)."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={self.config}",
+                    f"--storage.tsdb.path={self.run_dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM, wait, and SIGKILL only if it will not go."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def _get(self, path: str, **params: str) -> Any:
+        url = f"{self.url}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    async def ready(self) -> None:
+        """Wait until the server answers /-/ready."""
+
+        def answers_now() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    return int(r.status) == 200
+            except OSError:
+                return False
+
+        async def answers() -> bool:
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.log.read_text()
+            return answers_now()
+
+        await wait_until(answers, timeout=60, what="Prometheus to be ready")
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; its vector result (labels and value)."""
+        body = self._get("/api/v1/query", query=expr)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def values(self, expr: str, *labels: str) -> dict[tuple[str, ...], float]:
+        """An instant query as {label values: value}."""
+        return {
+            tuple(s["metric"].get(label, "") for label in labels): float(s["value"][1])
+            for s in self.query(expr)
+        }
+
+    def firing(self) -> list[dict[str, Any]]:
+        """The alerts firing now, with their labels."""
+        alerts: list[dict[str, Any]] = self._get("/api/v1/alerts")["data"]["alerts"]
+        return [a for a in alerts if a["state"] == "firing"]
+
+
+# --------------------------------------------------------------------------- the world
+
+
+def marker_traffic(world: Isolated, now: datetime) -> list[Outgoing]:
+    """Police notifications and referrals whose personal fields all carry the markers,
+    received just now (so latency and statutory clocks are realistic)."""
+    nhs = synthetic_nhs_numbers(6, start=9990002000)
+    street = {"line1": MARKERS["street"], "town": "Birmingham", "postcode": ex.POSTCODE_SOUTH}
+    out: list[Outgoing] = []
+    for n in range(3):
+        # The last child has no school to tell: an Encompass "unmatched" for the police desk.
+        school = {"school_urn": None} if n == 2 else {}
+        payload = PoliceNotification.model_validate(
+            ex.police_notification(
+                notification_id=f"WM-OBS-{TOKEN}-{n}",
+                occurred_at=(now - timedelta(hours=2)).isoformat(),
+                reported_at=(now - timedelta(minutes=1)).isoformat(),
+                children=[
+                    ex.police_child(
+                        child_ref=f"OBS-P{n}",
+                        given_name=MARKERS["child"],
+                        family_name=MARKERS["family"],
+                        nhs_number=nhs[n],
+                        address=street,
+                        **school,
+                    )
+                ],
+                adults=[ex.adult(given_name=MARKERS["adult"], family_name=MARKERS["family"])],
+                narrative=f"Synthetic. {MARKERS['narrative']} was seen at {MARKERS['street']}.",
+            )
+        )
+        value, headers = encode_binary(
+            event_id=str(uuid.uuid4()), source="urn:police:test:obs", data=payload, time=now
+        )
+        out.append((world.topics(INBOUND_POLICE), payload.notification_id.encode(), value, headers))
+    for n in range(3):
+        payload_r = Referral.model_validate(
+            ex.referral(
+                referral_id=f"REF-OBS-{TOKEN}-{n}",
+                received_at=(now - timedelta(minutes=1)).isoformat(),
+                referrer=ex.referrer(name=MARKERS["referrer"]),
+                indicators={"injury_observed": n == 0, "disclosure": "physical" if n else "none"},
+                children=[
+                    ex.child(
+                        child_ref=f"OBS-R{n}",
+                        given_name=MARKERS["child"],
+                        family_name=MARKERS["family"],
+                        date_of_birth="2012-06-01",
+                        nhs_number=nhs[3 + n],
+                        address=street,
+                    )
+                ],
+                narrative=f"Synthetic. {MARKERS['narrative']}.",
+            )
+        )
+        value, headers = encode_binary(
+            event_id=str(uuid.uuid4()), source="urn:portal:test:obs", data=payload_r, time=now
+        )
+        out.append(
+            (world.topics(INBOUND_REFERRALS), payload_r.referral_id.encode(), value, headers)
+        )
+    return out
+
+
+def get_text(port: int, path: str) -> str:
+    """The body of GET ``path`` on 127.0.0.1:``port`` (errors as text)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return str(r.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+    except OSError as exc:
+        return repr(exc)
+
+
+@dataclass
+class Observed:
+    """The running world: services, their metrics ports, Prometheus, and what was sent."""
+
+    world: Isolated
+    ports: dict[str, int]
+    prometheus: Prometheus
+    log_dir: Path
+    valid: int
+    markers_sent: int
+
+    def scrape(self, service: str, path: str = "/metrics") -> tuple[int, str]:
+        """GET ``path`` on ``service``'s metrics port: (status, body)."""
+        url = f"http://127.0.0.1:{self.ports[service]}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+@pytest.fixture(scope="module")
+async def observed(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Observed]:
+    """Four services, each with its own metrics port, and Prometheus scraping them; the
+    sample plus the marker traffic pushed and fully processed."""
+    world = await isolated_world(stack)
+    run_dir = tmp_path_factory.mktemp("observability")
+    ports = {service: free_port() for service in SERVICES}
+    fast = {
+        "MASH_HEALTH_PROBE_SECONDS": "1",
+        "MASH_RECORD_GAUGES_SECONDS": "1",
+    }
+    # One ServiceProcesses per service: each gets its own MASH_METRICS_PORT.
+    processes = [
+        ServiceProcesses({**world.env(), **fast, "MASH_METRICS_PORT": str(ports[s])}, run_dir)
+        for s in SERVICES
+    ]
+    prometheus = Prometheus(run_dir, ports)
+    try:
+        for service, procs in zip(SERVICES, processes, strict=True):
+            procs.start(service)
+        prometheus.start()
+        await prometheus.ready()
+
+        async def all_ready() -> bool:
+            ready = prometheus.values("mash_ready", "service")
+            up = prometheus.values('up{job="mash"}', "service")
+            return ready == up == {(s,): 1.0 for s in SERVICES}
+
+        # Scraped before any traffic: counters are seen at 0 first, as in production.
+        try:
+            await wait_until(all_ready, timeout=120, what="all four services up and ready")
+        except AssertionError as exc:
+            verdicts = {s: get_text(ports[s], "/readyz") for s in SERVICES}
+            raise AssertionError(f"{exc}; /readyz: {verdicts}") from None
+
+        sample = sample_messages()
+        markers = marker_traffic(world, datetime.now(UTC))
+        # The first marker message twice: the inbox must skip (and count) the repeat.
+        await publish(
+            stack.bootstrap,
+            [(world.topics(m.topic), m.key, m.value, m.headers) for m in sample]
+            + markers
+            + markers[:1],
+        )
+        valid = sum(m.valid for m in sample) + len(markers)
+
+        async def all_reported() -> bool:
+            handled = await fetchval(
+                world.dsn,
+                "SELECT count(*) FROM processed_events WHERE service = 'notifications'"
+                " AND topic = $1 AND outcome <> 'pending'",
+                world.topics(ROUTED),
+            )
+            return bool(handled == valid)
+
+        await wait_until(all_reported, timeout=120, what="every contact routed and reported")
+
+        async def repeat_skipped() -> bool:
+            skipped = await fetchval(
+                world.dsn, "SELECT count(*) FROM audit_log WHERE action = 'duplicate_event_id'"
+            )
+            return bool(skipped == 1)
+
+        await wait_until(repeat_skipped, timeout=60, what="the repeated message to be skipped")
+
+        lag: dict[tuple[str, ...], float] = {}
+
+        async def caught_up() -> bool:
+            nonlocal lag
+            lag = prometheus.values(
+                "sum by (service, topic, partition) (mash_consumer_lag_messages) > 0",
+                "service",
+                "topic",
+                "partition",
+            )
+            return not lag and len(prometheus.query("mash_consumer_lag_messages")) > 0
+
+        try:
+            await wait_until(caught_up, timeout=60, what="Prometheus to see no lag")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: lag {lag}") from None
+        yield Observed(world, ports, prometheus, run_dir / "logs", valid, len(markers))
+    finally:
+        prometheus.stop()
+        for service, procs in zip(SERVICES, processes, strict=True):
+            procs.stop(service)
+        for log in sorted((run_dir / "logs").glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-10:]
+            print(f"--- {log.name} (last lines)", *tail, sep="\n")
+
+
+async def settled(
+    observed: Observed, expr: str, labels: tuple[str, ...], expected: dict[tuple[str, ...], float]
+) -> None:
+    """Wait until Prometheus's answer to ``expr`` equals ``expected`` (scrapes lag a bit)."""
+    seen: dict[tuple[str, ...], float] = {}
+
+    async def matches() -> bool:
+        nonlocal seen
+        seen = observed.prometheus.values(expr, *labels)
+        return seen == expected
+
+    try:
+        await wait_until(matches, timeout=30, what=expr)
+    except AssertionError:
+        assert seen == expected, expr  # shows the difference
+
+
+def counts(rows: list[Any], *labels: str) -> dict[tuple[str, ...], float]:
+    """SQL rows (labels..., n) as {label values: n}."""
+    return {tuple(str(r[label]) for label in labels): float(r["n"]) for r in rows}
+
+
+# --------------------------------------------------------------------------- series vs record
+
+
+async def test_routed_per_hub_equals_the_queue_items_recorded(observed: Observed) -> None:
+    rows = await fetch(
+        observed.world.dsn, "SELECT hub, queue, count(*) AS n FROM queue_items GROUP BY 1, 2"
+    )
+    assert rows, "the traffic opened queue items"
+    by_hub: dict[tuple[str, ...], float] = {}
+    for (hub, _queue), n in counts(rows, "hub", "queue").items():
+        by_hub[(hub,)] = by_hub.get((hub,), 0) + n
+    await settled(observed, "sum by (hub) (mash_routed_total)", ("hub",), by_hub)
+    await settled(
+        observed,
+        "sum by (hub, queue) (mash_routed_total) > 0",
+        ("hub", "queue"),
+        counts(rows, "hub", "queue"),
+    )
+
+
+async def test_open_items_by_hub_queue_and_rag_equal_the_case_record(observed: Observed) -> None:
+    rows = await fetch(
+        observed.world.dsn,
+        "SELECT hub, queue, rag, count(*) AS n FROM queue_items WHERE status <> 'closed'"
+        " GROUP BY 1, 2, 3",
+    )
+    await settled(
+        observed,
+        "sum by (hub, queue, rag) (mash_queue_open_items_by_rag) > 0",
+        ("hub", "queue", "rag"),
+        counts(rows, "hub", "queue", "rag"),
+    )
+    # Routing's own gauge (without RAG) agrees, and every hub shows its empty queues as 0.
+    by_queue: dict[tuple[str, ...], float] = {}
+    for (hub, queue, _rag), n in counts(rows, "hub", "queue", "rag").items():
+        by_queue[(hub, queue)] = by_queue.get((hub, queue), 0) + n
+    await settled(
+        observed, "sum by (hub, queue) (mash_queue_open_items) > 0", ("hub", "queue"), by_queue
+    )
+    zeros = observed.prometheus.values("count(mash_queue_open_items_by_rag == 0)")
+    assert zeros[()] == 2 * 3 * 4 - len(rows)  # two hubs x three queues x four RAGs
+
+
+async def test_decisions_by_outcome_equal_the_decision_events(observed: Observed) -> None:
+    decisions = await read_topic(observed.world.stack.bootstrap, observed.world.topics(DECISIONS))
+    expected: dict[tuple[str, ...], float] = {}
+    for record in decisions:
+        key = (record.json()["outcome"],)
+        expected[key] = expected.get(key, 0) + 1
+    assert sum(expected.values()) == observed.valid
+    await settled(observed, "sum by (outcome) (mash_decisions_total)", ("outcome",), expected)
+
+
+async def test_dead_letters_by_reason_equal_the_dead_letters_recorded(observed: Observed) -> None:
+    rows = await fetch(
+        observed.world.dsn,
+        "SELECT service, reason, count(*) AS n FROM dead_letters GROUP BY 1, 2",
+    )
+    assert counts(rows, "service", "reason") == {
+        ("intake", "malformed_json"): 1,
+        ("intake", "missing_header"): 1,
+    }
+    await settled(
+        observed,
+        "sum by (service, reason) (mash_events_dead_lettered_total) > 0",
+        ("service", "reason"),
+        counts(rows, "service", "reason"),
+    )
+    # Every reason is exported from the start, so the first dead letter is an increase.
+    reasons = observed.prometheus.values(
+        'count by (reason) (mash_events_dead_lettered_total{service="intake"})', "reason"
+    )
+    assert len(reasons) >= 6
+
+
+async def test_the_repeated_message_is_counted_as_a_duplicate(observed: Observed) -> None:
+    await settled(
+        observed,
+        "sum by (service, topic) (mash_duplicates_skipped_total) > 0",
+        ("service", "topic"),
+        {("intake", observed.world.topics(INBOUND_POLICE)): 1.0},
+    )
+
+
+async def test_end_to_end_latency_counts_each_routing_once(observed: Observed) -> None:
+    routed = await read_topic(observed.world.stack.bootstrap, observed.world.topics(ROUTED))
+    await settled(observed, "sum(mash_end_to_end_seconds_count)", (), {(): float(len(routed))})
+    # The marker traffic was received a minute ago, the sample in 2024: only the markers'
+    # routings took under five minutes.
+    fast = observed.prometheus.values('sum(mash_end_to_end_seconds_bucket{le="300.0"})')
+    slow = observed.prometheus.values('sum(mash_end_to_end_seconds_bucket{le="+Inf"})')
+    assert slow == {(): float(len(routed))}
+    assert fast == {(): float(observed.markers_sent)}
+    median = observed.prometheus.values(
+        "histogram_quantile(0.5, sum by (le) (mash_end_to_end_seconds_bucket))"
+    )
+    assert median[()] == 300  # the sample's years-old receipts land beyond the last bucket
+
+
+async def test_feedback_by_kind_equals_the_feedback_recorded(observed: Observed) -> None:
+    rows = await fetch(observed.world.dsn, "SELECT kind, count(*) AS n FROM feedback GROUP BY kind")
+    await settled(
+        observed, "sum by (kind) (mash_feedback_sent_total) > 0", ("kind",), counts(rows, "kind")
+    )
+
+
+async def test_statutory_clocks_and_breaches_equal_the_case_record(observed: Observed) -> None:
+    dsn = observed.world.dsn
+    breaches = await fetch(
+        dsn,
+        "SELECT q.hub, q.queue, d.deadline, count(*) AS n FROM queue_item_deadlines d"
+        " JOIN queue_items q USING (queue_item_id) WHERE d.breached_at IS NOT NULL"
+        " GROUP BY 1, 2, 3",
+    )
+    # The sample was received in 2024: its clocks ran out long ago and were breached.
+    assert breaches
+    await settled(
+        observed,
+        "sum by (hub, queue, deadline) (mash_sla_breaches_total) > 0",
+        ("hub", "queue", "deadline"),
+        counts(breaches, "hub", "queue", "deadline"),
+    )
+    overdue = await fetch(
+        dsn,
+        "SELECT q.hub, q.queue, d.deadline, count(*) AS n FROM queue_item_deadlines d"
+        " JOIN queue_items q USING (queue_item_id)"
+        " WHERE d.met_at IS NULL AND q.status <> 'closed' AND d.due_at <= now()"
+        " GROUP BY 1, 2, 3",
+    )
+    await settled(
+        observed,
+        "sum by (hub, queue, deadline) (mash_deadlines_overdue) > 0",
+        ("hub", "queue", "deadline"),
+        counts(overdue, "hub", "queue", "deadline"),
+    )
+    running = await fetchval(
+        dsn,
+        "SELECT count(*) FROM queue_item_deadlines d JOIN queue_items q USING (queue_item_id)"
+        " WHERE d.met_at IS NULL AND q.status <> 'closed' AND d.due_at > now()",
+    )
+    # The marker traffic's clocks run (red s47 strategy discussion: 4 hours, so not yet due).
+    assert running > 0
+    soon = observed.prometheus.values("sum(mash_deadlines_due_next_hour)")
+    due_soon = await fetchval(
+        dsn,
+        "SELECT count(*) FROM queue_item_deadlines d JOIN queue_items q USING (queue_item_id)"
+        " WHERE d.met_at IS NULL AND q.status <> 'closed'"
+        " AND d.due_at > now() AND d.due_at <= now() + interval '1 hour'",
+    )
+    assert soon == {(): float(due_soon)}
+
+
+async def test_lag_is_measured_on_every_assigned_partition(observed: Observed) -> None:
+    partitions = observed.prometheus.values(
+        "count by (service) (mash_consumer_lag_messages)", "service"
+    )
+    assigned = observed.prometheus.values("mash_consumer_assigned_partitions", "service")
+    assert set(partitions) == {(s,) for s in SERVICES}
+    assert partitions == assigned
+    assert partitions[("intake",)] == 8  # two inbound topics x four partitions
+    ages = observed.prometheus.values("max(mash_consumer_last_commit_age_seconds)")
+    assert ages[()] >= 0
+
+
+async def test_build_info_names_each_service_and_version(observed: Observed) -> None:
+    info = observed.prometheus.values("mash_build_info", "service", "version", "job")
+    assert info == {(s, build_version(), "mash"): 1.0 for s in SERVICES}
+
+
+async def test_the_rules_fire_on_what_the_record_shows(observed: Observed) -> None:
+    dsn = observed.world.dsn
+    # The sample's 2024 incidents: their Encompass notices went out after 08:30 that day,
+    # and their receipt clocks ran out; the s47 strategy discussion clock starts at the
+    # decision (now), so it has not.
+    late_notices = await fetchval(
+        dsn, "SELECT count(*) FROM encompass_notices WHERE sent_at > due_by"
+    )
+    s47_breaches = await fetchval(
+        dsn,
+        "SELECT count(*) FROM queue_item_deadlines WHERE breached_at IS NOT NULL"
+        " AND deadline = 'strategy_discussion'",
+    )
+    assert late_notices > 0
+    assert s47_breaches == 0
+    expected = {"MashDeadLetters", "MashDeadlineMissed", "MashEncompassNoticeLate"}
+    firing: list[dict[str, Any]] = []
+
+    async def alerted() -> bool:
+        nonlocal firing
+        firing = observed.prometheus.firing()
+        return expected <= {a["labels"]["alertname"] for a in firing}
+
+    try:
+        await wait_until(alerted, timeout=30, what="the alerts to fire")
+    except AssertionError:
+        assert {a["labels"]["alertname"] for a in firing} >= expected
+    letters = {
+        (a["labels"]["service"], a["labels"]["reason"])
+        for a in firing
+        if a["labels"]["alertname"] == "MashDeadLetters"
+    }
+    assert letters == {("intake", "malformed_json"), ("intake", "missing_header")}
+    assert "MashS47StrategyDiscussionOverdue" not in {a["labels"]["alertname"] for a in firing}
+
+
+# --------------------------------------------------------------------------- health
+
+
+async def test_healthz_and_readyz_answer_on_the_metrics_port(observed: Observed) -> None:
+    for service in SERVICES:
+        status, body = observed.scrape(service, "/healthz")
+        assert (status, json.loads(body)["status"]) == (200, "ok"), service
+        status, body = observed.scrape(service, "/readyz")
+        verdict = json.loads(body)
+        assert status == 200, (service, verdict)
+        assert {name for name, c in verdict["checks"].items() if c["ok"]} == {
+            "event_loop",
+            "probe",
+            "database",
+            "broker",
+            "consumer_assigned",
+            "consumer_lag",
+            "commit_progress",
+        }
+
+
+# --------------------------------------------------------------------------- dashboard
+
+#: PromQL words that are not metric names.
+PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right",
+    "and", "or", "unless", "offset", "bool", "inf", "nan",
+}  # fmt: skip
+#: The sample names of a metric declared by a ``# TYPE name type`` line (text format 0.0.4,
+#: where a counter's TYPE line already names ``..._total``).
+SAMPLE_SUFFIXES = {
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("", "_count", "_sum"),
+}
+#: Exported, but with no series until something goes wrong (a database or broker failure).
+QUIET_UNTIL_TROUBLE = {"mash_retries_total"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$hub": ".*",
+}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads."""
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges and subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word = match.group(0)
+        if text[match.end() :].lstrip().startswith("(") or word.lower() in PROMQL_WORDS:
+            continue  # a function call or an operator
+        names.add(word)
+    return names
+
+
+def dashboard_queries() -> Iterator[tuple[str, str]]:
+    """(where, expression) of every query in the shipped dashboard."""
+    board = json.loads(DASHBOARD.read_text())
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            yield f"panel {panel['title']!r}", target["expr"]
+    for variable in board["templating"]["list"]:
+        yield f"variable {variable['name']}", variable["query"]["query"]
+    for annotation in board["annotations"]["list"]:
+        yield f"annotation {annotation['name']}", annotation["expr"]
+
+
+def test_metric_names_are_found_in_promql() -> None:
+    assert metric_names(
+        'histogram_quantile(0.9, sum by (le) (rate(mash_end_to_end_seconds_bucket{hub=~"$hub"}'
+        "[$__rate_interval]))) + on (hub) group_left max(x_total offset 1h) and up"
+    ) == {"mash_end_to_end_seconds_bucket", "x_total", "up"}
+    assert metric_names('sum(1 - up{job="mash"}) + (sum(1 - mash_ready) or vector(0))') == {
+        "up",
+        "mash_ready",
+    }
+
+
+async def test_every_dashboard_query_reads_metrics_the_services_export(
+    observed: Observed,
+) -> None:
+    sampled: set[str] = set()
+    declared: set[str] = set()
+    for service in SERVICES:
+        status, text = observed.scrape(service)
+        assert status == 200
+        sampled |= {
+            line.split("{")[0].split(" ")[0]
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, family, kind = line.split(" ")
+                declared |= {f"{family}{suffix}" for suffix in SAMPLE_SUFFIXES.get(kind, ("",))}
+    assert sampled <= declared
+    queries = list(dashboard_queries())
+    assert len(queries) > 25
+    for where, expr in queries:
+        if expr.startswith("label_values("):
+            names = {expr.removeprefix("label_values(").split(",")[0].strip()}
+        else:
+            names = metric_names(expr)
+        assert names, where
+        unknown = names - declared - PROMETHEUS_OWN
+        assert not unknown, f"{where}: {sorted(unknown)} not exported by any service"
+        silent = names - sampled - PROMETHEUS_OWN - QUIET_UNTIL_TROUBLE
+        assert not silent, f"{where}: {sorted(silent)} has no series after the traffic"
+        if not expr.startswith("label_values("):
+            query = expr
+            for variable, value in GRAFANA_VARIABLES.items():
+                query = query.replace(variable, value)
+            observed.prometheus.query(query)  # Prometheus accepts it (fails otherwise)
+    # The headline figure agrees with the case record.
+    waiting = await fetchval(
+        observed.world.dsn, "SELECT count(*) FROM queue_items WHERE status <> 'closed'"
+    )
+    headline = observed.prometheus.values("sum(mash_queue_open_items_by_rag)")
+    assert headline == {(): float(waiting)}
+
+
+# --------------------------------------------------------------------------- logs
+
+
+async def test_logs_carry_ids_and_coordinates_and_no_personal_data(observed: Observed) -> None:
+    # The markers did travel: intake kept the raw payloads that carry them.
+    carried = await fetchval(
+        observed.world.dsn,
+        "SELECT count(*) FROM raw_payloads WHERE position($1 in convert_from(value, 'UTF8')) > 0",
+        MARKERS["child"],
+    )
+    assert carried == observed.markers_sent
+    coordinates = {"topic", "partition", "offset", "event_id"}
+    for service in SERVICES:
+        text = (observed.log_dir / f"{service}.log").read_text(errors="replace")
+        for marker in MARKERS.values():
+            assert marker.lower() not in text.lower(), f"{service} logged {marker!r}"
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        assert lines, service
+        for line in lines:
+            assert line.get("service") == service, line
+            assert isinstance(line.get("event"), str), line
+        handled = [
+            line
+            for line in lines
+            if line["event"]
+            in {"contact_recorded", "contact_screened", "contact_routed", "feedback_issued"}
+        ]
+        assert handled, f"{service} logged no processing line"
+        for line in handled:
+            assert coordinates <= set(line), line
+            assert line["topic"].startswith(observed.world.prefix), line
+            assert "contact_id" in line, line

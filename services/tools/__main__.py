@@ -1,0 +1,5 @@
+"""``python -m services.tools``: the ``mash`` command."""
+
+from services.tools.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""The two ways a ``mash`` command fails, each with its exit code.
+
+Both carry a one-line message; :func:`services.tools.cli.main` prints it on stderr and
+exits with the code, so a script can tell "you asked wrongly" (2) from "it went wrong" (1).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class ToolError(Exception):
+    """Something failed at run time (broker unreachable, file unreadable): exit 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(ToolError):
+    """The command was asked for something it will not do as given: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class Interrupted(ToolError):
+    """Ctrl-C or SIGTERM stopped the command (what was durable is kept): exit 130."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
 )
 
 __all__ = [
@@ -44,7 +45,45 @@ __all__ = [
     "is_valid_nhs_number",
     "nhs_check_digit",
     "normalise_postcode",
+    "printable",
+    "unsafe_text",
 ]
+
+
+#: Characters no contract text may hold: C0/C1 controls other than tab, newline and
+#: carriage return, and unpaired UTF-16 surrogates (JSON can smuggle both in as \u
+#: escapes; PostgreSQL text refuses NUL, and neither UTF-8 nor JSON output can carry a
+#: lone surrogate).
+_UNSAFE_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def unsafe_text(text: str) -> bool:
+    """Whether ``text`` holds a control character or an unpaired surrogate."""
+    return _UNSAFE_TEXT.search(text) is not None
+
+
+def printable(text: str) -> str:
+    """``text`` with every unsafe character written as a visible escape (``\\x00``)."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNSAFE_TEXT.sub(escape, text)
+
+
+def _safe_texts(value: Any) -> Any:
+    if isinstance(value, str):
+        if unsafe_text(value):
+            raise ValueError("text holds a control character or an unpaired surrogate")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _safe_texts(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _safe_texts(key)
+            _safe_texts(item)
+    return value
 
 
 class ContractModel(BaseModel):
@@ -55,6 +94,13 @@ class ContractModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_unsafe_text(cls, value: Any) -> Any:
+        # Every text field, of every model: garbage surfaces as a schema violation at the
+        # front door instead of failing a database write or a serialisation downstream.
+        return _safe_texts(value)
 
 
 # --- Times and dates -------------------------------------------------------------------

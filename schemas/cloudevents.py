@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.base import ContractModel, Timestamp
+from schemas.base import ContractModel, Timestamp, printable, unsafe_text
 from schemas.events import DeadLetterReason, FieldError
 from schemas.types import ce_type_of
 
@@ -107,8 +107,9 @@ def _error(reason: DeadLetterReason, path: str, message: str) -> ContractError:
 
 
 def _clip(message: str) -> str:
-    # One line, bounded: messages go into str(ContractError), logs and dead letters.
-    flat = " ".join(message.split())
+    # One line, bounded, printable: messages go into str(ContractError), logs and dead
+    # letters (PostgreSQL jsonb refuses NUL and unpaired surrogates).
+    flat = printable(" ".join(message.split()))
     return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
 
 
@@ -227,9 +228,11 @@ def _header_text(found: Mapping[str, bytes | None], name: str) -> str | None:
 
 def _missing(values: Mapping[str, Any], prefix: str) -> list[FieldError]:
     return [
-        FieldError(path=prefix + name, message=f"{prefix}{name} is missing or empty")
+        FieldError(path=prefix + name, message=f"{prefix}{name} is missing, empty or not printable")
         for name in _REQUIRED_ATTRIBUTES
-        if not isinstance(values.get(name), str) or not values[name].strip()
+        if not isinstance(values.get(name), str)
+        or not values[name].strip()
+        or unsafe_text(values[name])
     ]
 
 

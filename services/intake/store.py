@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from schemas.base import printable
 from schemas.events import Contact
 from services.common.kafka import InboundMessage
 from services.intake.contacts import ContactHistory, IdentifiedChild
@@ -153,5 +155,11 @@ async def record_contact(
         contact.contact_id,
         src.event_id,
         message.value or b"",
-        json.dumps([[k, (v or b"").decode("utf-8", "replace")] for k, v in message.headers]),
+        # Values as base64 (any bytes), names made printable: jsonb refuses NUL.
+        json.dumps(
+            [
+                [printable(k), None if v is None else base64.b64encode(v).decode("ascii")]
+                for k, v in message.headers
+            ]
+        ),
     )

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from schemas.base import (
+    ClosureReason,
     ContractModel,
     FactorCode,
     Identifier,
@@ -25,7 +26,7 @@ from schemas.base import (
     SchoolUrn,
     Timestamp,
 )
-from schemas.inbound import Indicators
+from schemas.inbound import Indicators, StrategyOutcome
 
 __all__ = [
     "Contact",
@@ -224,6 +225,14 @@ class QueueItem(ContractModel):
     open_case_update: bool
     status: QueueItemStatus
     routed_at: Timestamp
+    status_at: Timestamp | None = None
+    """When the item reached ``status`` (None while it is open as routed)."""
+    strategy_outcome: StrategyOutcome | None = None
+    """Set when the strategy discussion was held."""
+    closure_reason: ClosureReason | None = None
+    """Census closure reason when the hub closed the item (None when it was moved)."""
+    replaced_by: Identifier | None = None
+    """The item that took this one's place when an override or an s47 escalation moved it."""
 
 
 class Routed(ContractModel):

@@ -1,4 +1,5 @@
-"""The small built-in sample of traffic that ``make run`` feeds the local pipeline.
+"""A small fixed sample of traffic for the end-to-end tests (``make run`` feeds the
+pipeline with ``mash simulate`` instead).
 
 Fourteen messages: police notifications and referrals of different kinds (binary and
 structured CloudEvents), and two bad messages that must end up as dead letters. Event ids

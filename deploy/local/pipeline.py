@@ -1,6 +1,7 @@
-"""Run the whole pipeline locally: the four services as processes, fed with the sample.
+"""Run the whole pipeline locally: the four services as processes, fed with simulated
+traffic from ``mash simulate``.
 
-    python -m deploy.local.pipeline run     # stack up, services up, sample in, summary out
+    python -m deploy.local.pipeline run     # stack up, services up, traffic in, summary out
     python -m deploy.local.pipeline stop    # stop the four services (the stack stays up)
     python -m deploy.local.pipeline status
 
@@ -20,13 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
-from deploy.local.sample import SampleMessage, sample_messages
 from services.common.kafka import ensure_topics
 from services.common.settings import DEFAULT_METRICS_PORTS, Settings
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
+from services.tools.simulate import SimulationRequest, generate, load_calibration
 
 SERVICES = ("intake", "screening", "routing", "notifications")
 REPO = Path(__file__).resolve().parents[2]
@@ -104,54 +104,40 @@ class ServiceProcesses:
             self.stop(service)
 
 
-async def publish(bootstrap: str, topics: TopicNames, messages: Iterable[SampleMessage]) -> None:
-    """Publish ``messages`` to their (deployed) topics and wait for the broker's acks."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for m in messages:
-            await producer.send_and_wait(topics(m.topic), m.value, key=m.key, headers=m.headers)
-    finally:
-        await producer.stop()
-
-
-#: Progress of the sample: recorded, acknowledged, routed-and-handled by notifications.
-SAMPLE_PROGRESS_SQL = """
-SELECT
-  (SELECT count(*) FROM contacts WHERE source_reference LIKE '%SAMPLE%') AS contacts,
-  (SELECT count(*) FROM dead_letters WHERE service = 'intake') AS dead,
-  (SELECT count(*) FROM feedback f JOIN contacts c USING (contact_id)
-    WHERE c.source_reference LIKE '%SAMPLE%' AND f.kind = 'acknowledgement') AS acknowledged,
-  (SELECT count(*) FROM processed_events
-    WHERE service = 'notifications' AND topic LIKE '%mash.routed.v1'
-      AND outcome <> 'pending') AS outcomes_handled
+#: How many simulated contacts have travelled the whole way: recorded, acknowledged, and
+#: their routing handled by notifications.
+PROGRESS_SQL = """
+SELECT count(*) FROM contacts c
+WHERE c.source_event_id = ANY($1::text[])
+  AND EXISTS (SELECT 1 FROM feedback f
+              WHERE f.contact_id = c.contact_id AND f.kind = 'acknowledgement')
+  AND EXISTS (SELECT 1 FROM outbox o
+              JOIN processed_events p ON p.event_id = o.event_id
+                AND p.service = 'notifications' AND p.outcome <> 'pending'
+              WHERE o.service = 'routing' AND o.topic LIKE '%mash.routed.v1'
+                AND convert_from(o.value, 'UTF8')::jsonb ->> 'contact_id' = c.contact_id)
 """
 
 
-async def wait_for_sample(
-    dsn: str, expected_contacts: int, expected_dead: int, wait_seconds: float
-) -> None:
-    """Wait until the sample has been recorded, routed and acknowledged end to end."""
+async def wait_for_contacts(dsn: str, event_ids: list[str], wait_seconds: float) -> None:
+    """Wait until every inbound event in ``event_ids`` has travelled the whole pipeline."""
     deadline = time.monotonic() + wait_seconds
+    done = 0
     while True:
         try:
             conn = await asyncpg.connect(dsn)
             try:
-                row = await conn.fetchrow(SAMPLE_PROGRESS_SQL)
+                done = await conn.fetchval(PROGRESS_SQL, event_ids)
             finally:
                 await conn.close()
-            if row is not None and (
-                row["contacts"] >= expected_contacts
-                and row["acknowledged"] >= expected_contacts
-                and row["outcomes_handled"] >= expected_contacts
-                and row["dead"] >= expected_dead
-            ):
+            if done >= len(event_ids):
                 return
         except (OSError, asyncpg.PostgresError):
             pass  # services still applying migrations
         if time.monotonic() > deadline:
             raise TimeoutError(
-                "the sample did not travel the whole pipeline in time; see .run/logs"
+                f"{done} of {len(event_ids)} contacts travelled the whole pipeline in "
+                f"{wait_seconds:.0f}s; see .run/logs"
             )
         await asyncio.sleep(0.5)
 
@@ -187,8 +173,21 @@ def _stack(*args: str) -> None:
     subprocess.run([sys.executable, str(REPO / "deploy/local/stack.py"), *args], check=True)
 
 
-def run(timeout: float) -> int:
-    """Bring everything up, feed the sample, print the summary and where to look."""
+def simulated_event_ids(seed: int, contacts: int, topology: str) -> list[str]:
+    """The inbound event ids of the valid contacts ``mash simulate`` will publish."""
+    request = SimulationRequest(seed=seed, count=contacts)
+    simulated = generate(request, load_calibration(), load_topology(topology))
+    return [
+        value.decode()
+        for sim in simulated
+        if sim.kind != "bad"
+        for name, value in sim.record.headers
+        if name == "ce_id" and value is not None
+    ]
+
+
+def run(wait_seconds: float, contacts: int, seed: int) -> int:
+    """Bring everything up, feed simulated traffic, print the summary and where to look."""
     _stack("up")
     settings = Settings()
     services = ServiceProcesses(os.environ)
@@ -200,13 +199,13 @@ def run(timeout: float) -> int:
         )
     )
     services.start_all()
-    messages = sample_messages()
-    asyncio.run(
-        publish(settings.kafka_bootstrap_servers, TopicNames(settings.topic_prefix), messages)
-    )
-    valid = sum(m.valid for m in messages)
-    print(f"published {len(messages)} sample messages ({valid} valid, {len(messages) - valid} bad)")
-    asyncio.run(wait_for_sample(settings.database_url, valid, len(messages) - valid, timeout))
+    # The developers' own tool feeds the pipeline: the same command works by hand.
+    simulate = [sys.executable, "-m", "services.tools", "simulate", "--seed", str(seed)]
+    simulate += ["--count", str(contacts), "--to-kafka", "--no-progress"]
+    print("$ mash " + " ".join(simulate[3:]))
+    subprocess.run(simulate, check=True, env=os.environ)
+    event_ids = simulated_event_ids(seed, contacts, settings.topology)
+    asyncio.run(wait_for_contacts(settings.database_url, event_ids, wait_seconds))
     print(asyncio.run(summary(settings.database_url)))
     print()
     print("The four services keep running. Where to look:")
@@ -216,8 +215,8 @@ def run(timeout: float) -> int:
             f"   log {services.log_dir / (name + '.log')}"
         )
     print(f"  database       psql {settings.database_url}")
-    print(f"  broker         {settings.kafka_bootstrap_servers} (topics mash.*)")
-    print("Stop with: make stop")
+    print(f"  broker         {settings.kafka_bootstrap_servers} (topics mash.*; try: mash topics)")
+    print("More traffic: .venv/bin/mash simulate --weeks 1 --to-kafka   Stop: make stop")
     return 0
 
 
@@ -227,16 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="stack up, services up, feed the sample, print a summary")
-    run_p.add_argument(
-        "--timeout", type=float, default=180.0, help="seconds to wait for the sample"
+    run_p = sub.add_parser(
+        "run", help="stack up, services up, feed simulated traffic, print a summary"
     )
+    run_p.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the traffic"
+    )
+    run_p.add_argument("--contacts", type=int, default=200, help="simulated contacts to feed")
+    run_p.add_argument("--seed", type=int, default=7, help="simulation seed")
     sub.add_parser("stop", help="stop the four services")
     sub.add_parser("status", help="show which services run")
     args = parser.parse_args(argv)
     services = ServiceProcesses(os.environ)
     if args.command == "run":
-        return run(args.timeout)
+        return run(args.timeout, args.contacts, args.seed)
     if args.command == "stop":
         services.stop_all()
         return 0

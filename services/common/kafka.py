@@ -16,6 +16,7 @@ from typing import Any
 import faust
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from mode.utils.queues import FlowControlEvent
 
 from services.common.settings import Settings
 from services.common.topics import TopicSpec
@@ -69,9 +70,45 @@ def inbound_message(event: Any) -> InboundMessage:
     )
 
 
+class KeepFetchedFlowControl(FlowControlEvent):
+    """Faust's flow control, except that a resume while flow is already active clears no
+    buffer (see :func:`keep_fetched_messages_on_resume`)."""
+
+    def resume(self) -> None:
+        """Resume flow; clear the buffers only when flow was suspended."""
+        if self.is_active():
+            return
+        super().resume()
+
+
+def keep_fetched_messages_on_resume(app: faust.App) -> None:
+    """Stop Faust dropping messages it has fetched for newly assigned partitions.
+
+    With a table, Faust's recovery resumes flow (to read the changelog), later resumes
+    the stream partitions, seeks them and resumes flow *again*. The fetcher is already
+    running in between, so messages waiting on the contacts topic (a restart with a
+    backlog) reach the agent's buffer before that second resume — which clears every
+    buffer. The message the agent is not already holding is dropped, its offset counts as
+    read, so it is never screened and the group's commit stops at it until the next
+    restart (seen in tests/integration/test_screening_history.py, about one run in three).
+
+    Clearing is right when flow goes from suspended to resumed (the buffers may hold
+    messages of revoked partitions; Faust also clears them on revocation); a resume while
+    flow is already active clears nothing here. At worst a kept message is delivered
+    twice after the seek, which the inbox and the idempotent history absorb.
+
+    Must run before the app first touches ``app.flow_control``. The event gets no loop:
+    mode's events bind to the running loop when first awaited (Faust passes ``app.loop``,
+    which read this early would pin the app to a loop that never runs).
+    """
+    if "flow_control" in vars(app):
+        raise RuntimeError("the app's flow control exists already; replace it before start")
+    vars(app)["flow_control"] = KeepFetchedFlowControl()
+
+
 def make_app(service: str, settings: Settings) -> faust.App:
     """The Faust app of ``service``: group ``mash-<service>``, at-least-once, no Faust web."""
-    return faust.App(
+    app = faust.App(
         f"mash-{service}{settings.group_suffix}",
         broker=[f"kafka://{b}" for b in settings.bootstrap_list],
         store="memory://",
@@ -91,6 +128,8 @@ def make_app(service: str, settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         stream_wait_empty=True,
     )
+    keep_fetched_messages_on_resume(app)
+    return app
 
 
 def raw_topic(app: faust.App, name: str) -> Any:
@@ -124,7 +163,12 @@ async def ensure_topics(
     replication_factor: int = 1,
     wait_seconds: float = 60.0,
 ) -> list[str]:
-    """Create the topics in ``specs`` that do not exist yet; return those created."""
+    """Create the topics in ``specs`` that do not exist yet; return those created.
+
+    Raises RuntimeError when an existing topic has another partition count than its spec:
+    keyed topics and the tables' changelogs must stay co-partitioned, and Faust would only
+    notice at the first table write.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap_servers))
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
@@ -141,7 +185,12 @@ async def ensure_topics(
         created: list[str] = []
         if wanted:
             response = await admin.create_topics(
-                [NewTopic(s.name, s.partitions, replication_factor) for s in wanted],
+                [
+                    NewTopic(
+                        s.name, s.partitions, replication_factor, topic_configs=dict(s.configs)
+                    )
+                    for s in wanted
+                ],
                 timeout_ms=int(wait_seconds * 1000),
             )
             for topic_error in response.topic_errors:
@@ -158,6 +207,13 @@ async def ensure_topics(
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"topics have no leader after {wait_seconds}s")
             await asyncio.sleep(0.1)
+        counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+        for spec in specs:
+            if counts.get(spec.name, spec.partitions) != spec.partitions:
+                raise RuntimeError(
+                    f"topic {spec.name} has {counts[spec.name]} partitions, expected "
+                    f"{spec.partitions} (MASH_PARTITIONS): keyed topics must stay co-partitioned"
+                )
         return created
     finally:
         await admin.close()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from services.common.runtime import ServiceRuntime
+from services.common.settings import Settings
+from services.common.topics import TopicSpec
 from services.common.topology import load_topology
 
 
-def run_service(service: str, build: Callable[[ServiceRuntime], Any]) -> None:
-    """Build ``service`` on a fresh runtime, create every product topic, run until stopped."""
+def run_service(
+    service: str,
+    build: Callable[[ServiceRuntime], Any],
+    own_topics: Callable[[Settings], Iterable[TopicSpec]] = lambda _: (),
+) -> None:
+    """Build ``service`` on a fresh runtime, create every product topic (and the service's
+    own, e.g. table changelogs), run until stopped."""
     runtime = ServiceRuntime(service)
     build(runtime)
-    hubs = load_topology(runtime.settings.topology).hub_ids
-    runtime.run(runtime.topics.all_specs(hubs, runtime.settings.partitions))
+    settings = runtime.settings
+    hubs = load_topology(settings.topology).hub_ids
+    runtime.run([*runtime.topics.all_specs(hubs, settings.partitions), *own_topics(settings)])

@@ -5,13 +5,23 @@ Labels never carry ids or names: only bounded sets (topic, reason, outcome, hub.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    disable_created_metrics,
 )
+
+from schemas.events import DeadLetterReason
+from services.common.health import HealthState, MetricsServer
+
+# No *_created series beside every counter and histogram: they double the series count and
+# nothing here reads them (increase() and rate() handle restarts).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Buckets in seconds for per-stage processing and pipeline latency.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -33,6 +43,9 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        # Every reason at 0 from the start, so the first dead letter is an increase().
+        for reason in DeadLetterReason:
+            self.dead_lettered.labels(reason=reason.value)
         self.duplicates_skipped = Counter(
             "mash_duplicates_skipped_total",
             "Events already processed (same id or source reference) and not re-applied.",
@@ -73,6 +86,66 @@ class ServiceMetrics:
             ["hub", "queue", "deadline"],
             registry=r,
         )
+        # Notifications: Operation Encompass, webhook delivery, disclosures (firewall audit).
+        self.encompass_notices_due = Counter(
+            "mash_encompass_notices_due_total",
+            "Operation Encompass notices owed to schools (created).",
+            registry=r,
+        )
+        self.encompass_notices_sent = Counter(
+            "mash_encompass_notices_sent_total",
+            "Operation Encompass notices published to the schools topic, against due_by.",
+            ["timeliness"],
+            registry=r,
+        )
+        self.encompass_notices_unsent = Gauge(
+            "mash_encompass_notices_unsent",
+            "Operation Encompass notices created but not yet published.",
+            ["overdue"],
+            registry=r,
+        )
+        self.encompass_unmatched = Counter(
+            "mash_encompass_unmatched_total",
+            "School-age children in police domestic-abuse notifications with no school to notify.",
+            ["reason"],
+            registry=r,
+        )
+        self.webhook_attempts = Counter(
+            "mash_webhook_attempts_total",
+            "Webhook delivery attempts, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "mash_webhook_deliveries_total",
+            "Webhook deliveries finished: delivered or dead_lettered after the last attempt.",
+            ["status"],
+            registry=r,
+        )
+        self.webhook_pending = Gauge(
+            "mash_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered or dead-lettered.",
+            registry=r,
+        )
+        self.disclosures = Counter(
+            "mash_disclosures_total",
+            "Events that left the hub through the firewall.",
+            ["audience", "channel"],
+            registry=r,
+        )
+        # Screening: practitioner confirmations/overrides and the s47 confirmation gate.
+        self.practitioner_decisions = Counter(
+            "mash_practitioner_decisions_total",
+            "Practitioner decisions applied (confirmed, released from the s47 gate, overridden).",
+            ["agency", "kind", "result"],
+            registry=r,
+        )
+        self.decisions_held = Counter(
+            "mash_decisions_held_total",
+            "Automated s47 decisions held for practitioner confirmation.",
+            ["hub"],
+            registry=r,
+        )
         self.outbox_published = Counter(
             "mash_outbox_published_total",
             "Events published from the outbox.",
@@ -89,7 +162,47 @@ class ServiceMetrics:
             registry=r,
         )
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on 0.0.0.0:``port`` (no-op for port 0)."""
-        if port:
-            start_http_server(port, registry=self.registry)
+        # Observability (issue 7). Consumer lag, commit age and readiness are exported by
+        # services/common/health.py's HealthCollector: mash_consumer_lag_messages,
+        # mash_consumer_last_commit_age_seconds, mash_consumer_assigned_partitions,
+        # mash_health_check{check}, mash_ready.
+        self.build_info = Gauge(
+            "mash_build_info", "Always 1: the running version.", ["version", "service"], registry=r
+        )
+        self.build_info.labels(version=build_version(), service=service).set(1)
+        # Counted from the system of record by routing (services/routing/gauges.py).
+        self.queue_open_items_by_rag = Gauge(
+            "mash_queue_open_items_by_rag",
+            "Open queue items by RAG rating.",
+            ["hub", "queue", "rag"],
+            registry=r,
+        )
+        self.deadlines_due_next_hour = Gauge(
+            "mash_deadlines_due_next_hour",
+            "Unmet statutory clocks of open queue items falling due within the next hour.",
+            ["hub", "queue", "deadline"],
+            registry=r,
+        )
+        self.deadlines_overdue = Gauge(
+            "mash_deadlines_overdue",
+            "Unmet statutory clocks of open queue items already past their due time.",
+            ["hub", "queue", "deadline"],
+            registry=r,
+        )
+        # Alerted-on series at 0 from the start, so their first increase is seen.
+        for timeliness in ("on_time", "late"):
+            self.encompass_notices_sent.labels(timeliness=timeliness)
+
+    def serve(self, port: int, health: HealthState | None = None) -> MetricsServer | None:
+        """Serve /metrics, /healthz and /readyz on 0.0.0.0:``port`` (port 0: off)."""
+        if not port:
+            return None
+        return MetricsServer(port, self.registry, health).start()
+
+
+def build_version() -> str:
+    """The installed mash-router version (``0+unknown`` when run from a bare checkout)."""
+    try:
+        return package_version("mash-router")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -16,13 +16,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from schemas.base import ContractModel
 from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.ids import derive_id
-from services.common.kafka import InboundMessage
+from services.common.kafka import InboundMessage, inbound_message, raw_topic
 from services.common.outbox import enqueue_event
 from services.common.runtime import ServiceRuntime
 from services.common.topics import DEAD_LETTER
@@ -239,6 +241,22 @@ async def consume(
 ) -> None:
     """Process one message to a durable end: applied, skipped as duplicate, or dead-lettered."""
     await runtime.ready()
+    # Every log line written while this message is processed names its coordinates (and,
+    # once decoded, its event id): ops can follow one message through the logs.
+    with structlog.contextvars.bound_contextvars(
+        topic=message.topic, partition=message.partition, offset=message.offset
+    ):
+        await _consume(runtime, message, accepted, effect, stage=stage)
+
+
+async def _consume(
+    runtime: ServiceRuntime,
+    message: InboundMessage,
+    accepted: Mapping[str, type[ContractModel]],
+    effect: Effect,
+    *,
+    stage: str,
+) -> None:
     started = time.perf_counter()
     runtime.metrics.events_consumed.labels(topic=message.topic).inc()
     delay = 0.2
@@ -248,8 +266,9 @@ async def consume(
                 event = decode(
                     message.value, message.headers, max_bytes=runtime.settings.max_message_bytes
                 )
-                payload = validate_data(event, accepted)
-                await _apply_once(runtime, message, event, payload, effect)
+                with structlog.contextvars.bound_contextvars(event_id=event.id):
+                    payload = validate_data(event, accepted)
+                    await _apply_once(runtime, message, event, payload, effect)
             except (ContractError, Rejected) as error:
                 await _record_dead_letter(runtime, message, error)
             break
@@ -270,3 +289,29 @@ async def consume(
             await asyncio.sleep(delay)
             delay = min(delay * 2, runtime.settings.retry_max_seconds)
     runtime.metrics.processing_seconds.labels(stage=stage).observe(time.perf_counter() - started)
+
+
+def consume_topic(
+    runtime: ServiceRuntime,
+    topic: str,
+    accepted: Mapping[str, type[ContractModel]],
+    effect: Effect,
+    *,
+    stage: str,
+    before: Callable[[InboundMessage], None] | None = None,
+) -> None:
+    """Register the agent that feeds contract topic ``topic`` through :func:`consume`.
+
+    One agent per topic, concurrency 1 (NOTES-kafka-faust.md: more can commit past an
+    in-flight message). ``before`` runs on each message first (screening's history).
+    """
+    app = runtime.app
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            message = inbound_message(event)
+            if before is not None:
+                before(message)
+            await consume(runtime, message, accepted, effect, stage=stage)
+
+    app.agent(raw_topic(app, runtime.topics(topic)), name=f"{stage}:{topic}", concurrency=1)(agent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,7 +15,9 @@ import faust
 import structlog
 
 from services.common.db import create_pool
+from services.common.health import Bounds, HealthCollector, HealthState, probe_timeout
 from services.common.kafka import ensure_topics, make_app
+from services.common.lag import ConsumerProbe
 from services.common.logging import configure_logging
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay
@@ -38,6 +41,21 @@ class ServiceRuntime:
         self._start_lock: asyncio.Lock | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self.app.task(self._start_in_background)
+        # Health: measured in Faust's loop (lag, commits, broker, database), read by
+        # /readyz and /metrics from the metrics server's threads.
+        self.health = HealthState(Bounds.from_settings(self.settings))
+        self.metrics.registry.register(HealthCollector(self.health))
+        self._probe = ConsumerProbe(
+            self.app,
+            self.health,
+            bootstrap_servers=self.settings.bootstrap_list,
+            group_id=self.app.conf.id,
+            pool=lambda: self._pool,
+            interval=self.settings.health_probe_seconds,
+            timeout=probe_timeout(self.settings),
+        )
+        self._watch_tasks: list[asyncio.Task[None]] = []
+        self.app.task(self._watch)
 
         async def before_shutdown(_app: Any, *_args: Any, **_kwargs: Any) -> None:
             await self._shutdown()
@@ -61,6 +79,14 @@ class ServiceRuntime:
 
     async def _start_in_background(self) -> None:
         await self.ready()
+
+    async def _watch(self) -> None:
+        """Start the loop heartbeat and the health probe."""
+        loop = asyncio.get_running_loop()
+        self._watch_tasks = [
+            loop.create_task(self._probe.heartbeat()),
+            loop.create_task(self._probe.run()),
+        ]
 
     async def ready(self) -> None:
         """Connect to the database (retrying until it answers) and start the relay, once."""
@@ -100,6 +126,12 @@ class ServiceRuntime:
 
     async def _shutdown(self) -> None:
         """Faust is stopping (consumer already stopped): flush the relay, close the pool."""
+        for task in self._watch_tasks:
+            task.cancel()
+        for task in self._watch_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._probe.close()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -116,15 +148,26 @@ class ServiceRuntime:
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(
-            ensure_topics(
-                self.settings.bootstrap_list,
-                list(extra_topics),
-                replication_factor=self.settings.replication_factor,
-            )
-        )
+        # /healthz and /metrics answer from here on, also while topics are being created.
         port = self.settings.metrics_port_for(self.service)
-        self.metrics.serve(port)
+        self.metrics.serve(port, self.health)
+        # Heartbeat and probe run from the loop's first turn, through topic creation and
+        # Faust's start-up: app tasks only start after table recovery, which can stall.
+        self._watch_tasks += [
+            loop.create_task(self._probe.heartbeat()),
+            loop.create_task(self._probe.run()),
+        ]
+        try:
+            loop.run_until_complete(
+                ensure_topics(
+                    self.settings.bootstrap_list,
+                    list(extra_topics),
+                    replication_factor=self.settings.replication_factor,
+                )
+            )
+        except RuntimeError as exc:  # e.g. a partition count that breaks co-partitioning
+            print(f"{self.service}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         self.log.info("service_starting", metrics_port=port)
         worker = Worker(
             self.app,
@@ -134,4 +177,7 @@ class ServiceRuntime:
             redirect_stdouts=False,
             quiet=True,  # no start-up banner or spinner: logs are JSON lines only
         )
+        # Faust's spinner writes terminal control codes ("\b\x1b[?25h") even when quiet,
+        # which would break the first JSON line of the log.
+        worker.spinner = None
         worker.execute_from_commandline()

@@ -45,6 +45,26 @@ class Settings(BaseSettings):
         default=None, ge=0, description="Port of /metrics; default depends on the service."
     )
     log_level: str = Field(default="INFO", description="Root log level.")
+    health_probe_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a service measures consumer lag and pings the broker and database.",
+    )
+    ready_max_lag: int = Field(
+        default=10_000,
+        ge=0,
+        description="/readyz fails when one partition's consumer lag exceeds this many events.",
+    )
+    ready_max_commit_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="/readyz fails when a lagging partition has not committed for this long.",
+    )
+    record_gauges_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often routing counts open queue items by RAG and deadlines due soon.",
+    )
     topology: str = Field(
         default="two-hubs",
         description="Hub topology: a shipped name (two-hubs, central, four-areas) or a YAML path.",
@@ -66,8 +86,31 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(
         default=3.0, gt=0, description="Kafka consumer heartbeat interval."
     )
+    webhooks_config: str | None = Field(
+        default=None,
+        description=(
+            "YAML of per-agency webhook endpoints for feedback (format: "
+            "services/notifications/webhooks.example.yaml); unset: no webhook delivery."
+        ),
+    )
     retry_max_seconds: float = Field(
         default=30.0, gt=0, description="Cap of the back-off when the database or broker is down."
+    )
+    screening_rule_set: str = Field(
+        default="default-v1",
+        description="Threshold rule set screening applies: a shipped name or a YAML path.",
+    )
+    screening_s47_confirmation: bool = Field(
+        default=False,
+        description="Hold automated s47 decisions until police and children's social care"
+        " confirm them on mash.practitioner-decisions.v1.",
+    )
+    clock_file: str | None = Field(
+        default=None,
+        description="A file holding an RFC 3339 instant read as 'now' (tests); unset: real time.",
+    )
+    sla_scan_seconds: float = Field(
+        default=5.0, gt=0, description="How often routing looks for missed deadlines."
     )
 
     @cached_property

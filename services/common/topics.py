@@ -6,8 +6,8 @@ changing any other code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 INBOUND_POLICE = "mash.inbound.police-notifications.v1"
 INBOUND_REFERRALS = "mash.inbound.referrals.v1"
@@ -49,10 +49,11 @@ def queue_topic(hub: str, queue: str) -> str:
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic to create: its full (prefixed) name and partition count."""
+    """A topic to create: its full (prefixed) name, partition count and topic configs."""
 
     name: str
     partitions: int
+    configs: Mapping[str, str] = field(default_factory=dict)
 
 
 class TopicNames:

@@ -6,13 +6,11 @@ in the system of record, and emit it on ``mash.contacts.v1``. Thin I/O around
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from schemas.events import Contact
 from schemas.inbound import PoliceNotification, Referral
 from schemas.types import ce_type_of
-from services.common.kafka import inbound_message, raw_topic
-from services.common.pipeline import Received, consume
+from services.common.pipeline import Received, consume_topic
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology, load_topology
@@ -99,20 +97,8 @@ class Intake:
 def build(runtime: ServiceRuntime) -> Intake:
     """Register intake's agents on the runtime's Faust app."""
     intake = Intake(runtime, load_topology(runtime.settings.topology))
-    app = runtime.app
 
-    @app.agent(raw_topic(app, runtime.topics(INBOUND_POLICE)), concurrency=1)
-    async def police_notifications(stream: Any) -> None:
-        async for event in stream.events():
-            await consume(
-                runtime, inbound_message(event), POLICE_TYPES, intake.record, stage=SERVICE
-            )
-
-    @app.agent(raw_topic(app, runtime.topics(INBOUND_REFERRALS)), concurrency=1)
-    async def referrals(stream: Any) -> None:
-        async for event in stream.events():
-            await consume(
-                runtime, inbound_message(event), REFERRAL_TYPES, intake.record, stage=SERVICE
-            )
+    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record, stage=SERVICE)
+    consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record, stage=SERVICE)
 
     return intake

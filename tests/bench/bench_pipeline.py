@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy.local.pipeline import ServiceProcesses
-from deploy.local.sample import synthetic_nhs_numbers
 from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.inbound import PoliceNotification, Referral
 from services.common.ids import derive_id
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS, ROUTED
+from tests.sample import synthetic_nhs_numbers
 from tests.support import Isolated, Outgoing, fetchval, isolated_world, publish, stack_up
 
 FACTORS = (["16A"], ["19C"], ["20"], ["17A"], ["21"])

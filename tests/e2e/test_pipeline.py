@@ -9,7 +9,6 @@ import json
 import pytest
 
 from deploy.local.pipeline import ServiceProcesses
-from deploy.local.sample import SampleMessage, sample_messages
 from services.common.topics import (
     CONTACTS,
     DEAD_LETTER,
@@ -18,6 +17,7 @@ from services.common.topics import (
     INBOUND_REFERRALS,
     ROUTED,
 )
+from tests.sample import SampleMessage, sample_messages
 from tests.support import (
     Isolated,
     Outgoing,

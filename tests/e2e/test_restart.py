@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 
 from deploy.local.pipeline import SERVICES, ServiceProcesses
-from deploy.local.sample import synthetic_nhs_numbers
 from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.inbound import Referral
 from services.common.ids import derive_id
 from services.common.topics import DECISIONS, FEEDBACK, INBOUND_REFERRALS, ROUTED
+from tests.sample import synthetic_nhs_numbers
 from tests.support import Isolated, Outgoing, fetchval, publish, read_topic, wait_until
 
 pytestmark = pytest.mark.integration

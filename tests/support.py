@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,12 +19,14 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 from deploy.local.pipeline import ServiceProcesses
 from services.common.db import apply_migrations
 from services.common.kafka import ensure_topics
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
+from services.tools.jsonl import ReplayRecord
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -139,6 +141,47 @@ def start_pipeline(world: Isolated, run_dir: Path) -> ServiceProcesses:
     return services
 
 
+def mash_env(world: Isolated) -> dict[str, str]:
+    """Environment of the ``mash`` CLI aimed at ``world``: its broker and topic prefix."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": world.stack.bootstrap,
+        "MASH_TOPIC_PREFIX": world.prefix,
+        "PYTHONPATH": str(REPO),
+    }
+
+
+#: The ``mash`` console script, run from the source tree with this interpreter.
+MASH = [sys.executable, "-m", "services.tools"]
+
+
+def start_mash(world: Isolated, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``mash`` as a separate process in ``world``, its output piped (for signals mid-run)."""
+    return subprocess.Popen(
+        [*MASH, *args],
+        cwd=cwd,
+        env=mash_env(world),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_mash(
+    world: Isolated, cwd: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``mash`` in ``world`` to completion (``env`` instead of :func:`mash_env`)."""
+    return subprocess.run(
+        [*MASH, *args],
+        cwd=cwd,
+        env=mash_env(world) if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 #: A record to publish: (topic, key, value, headers).
 Outgoing = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -191,9 +234,14 @@ async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
         await consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Record]:
-    """Every record currently in ``topic`` (all partitions, from the beginning)."""
-    tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+async def read_messages(
+    bootstrap: str, topic: str, partitions: Iterable[int] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in ``topic`` (the given partitions, else all of them, from the
+    beginning) as aiokafka hands it over: raw key, value and headers."""
+    if partitions is None:
+        partitions = await partitions_of(bootstrap, topic)
+    tps = [TopicPartition(topic, p) for p in partitions]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -202,28 +250,44 @@ async def read_topic(bootstrap: str, topic: str) -> list[Record]:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        out: list[Record] = []
+        out: list[ConsumerRecord[bytes, bytes]] = []
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, msgs in batch.items():
                 for m in msgs:
-                    out.append(
-                        Record(
-                            m.topic,
-                            m.partition,
-                            m.offset,
-                            m.key,
-                            m.value or b"",
-                            {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers},
-                            m.timestamp,
-                        )
-                    )
+                    out.append(m)
                     if m.offset + 1 >= end[tp]:
                         remaining.discard(tp)
         return out
     finally:
         await _stop_consumer(consumer)
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record currently in ``topic`` (all partitions, from the beginning)."""
+    return [
+        Record(
+            m.topic,
+            m.partition,
+            m.offset,
+            m.key,
+            m.value or b"",
+            {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers},
+            m.timestamp,
+        )
+        for m in await read_messages(bootstrap, topic)
+    ]
+
+
+async def read_exact(bootstrap: str, topic: str, partitions: int) -> list[ReplayRecord]:
+    """Every record of ``topic`` (partitions ``0..partitions-1``) with its raw bytes, as
+    ``mash replay`` sees them, in (partition, offset) order."""
+    out = [
+        ReplayRecord(m.topic, m.key, m.value, tuple(m.headers), m.partition, m.offset, m.timestamp)
+        for m in await read_messages(bootstrap, topic, range(partitions))
+    ]
+    return sorted(out, key=lambda r: (r.partition or 0, r.offset or 0))
 
 
 async def records_until(

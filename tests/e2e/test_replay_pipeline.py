@@ -5,8 +5,6 @@ because every effect is keyed on the event's id."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from services.common.topics import DEAD_LETTER, INBOUND_POLICE, INBOUND_REFERRAL
 from services.common.topology import load_topology
 from services.tools.inventory import TopicRow, inventory, product_topics
 from services.tools.naming import is_inbound
-from tests.support import REPO, Isolated, fetchval, wait_until
+from tests.support import REPO, Isolated, fetchval, run_mash, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +28,7 @@ TABLES = ("contacts", "decisions", "queue_items", "feedback")
 def mash(world: Isolated, cwd: Path, *args: str) -> str:
     """Run ``mash`` in ``world``; fail the test with its stderr if it fails."""
     env = {**world.env(), "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "services.tools", *args, "--no-progress"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_mash(world, cwd, *args, "--no-progress", env=env)
     assert done.returncode == 0, f"mash {args[0]} failed: {done.stderr}"
     return done.stdout
 

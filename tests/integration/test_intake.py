@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,21 +14,12 @@ from schemas import examples as ex
 from schemas.inbound import PoliceNotification, Referral
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from tests.integration.intake_harness import IntakeUnderTest
-from tests.support import Stack, fetchval
+from tests.support import fetchval
 
 pytestmark = pytest.mark.integration
 
 POLICE_TYPE = b"uk.gov.mash.police-notification.v1"
 REFERRAL_TYPE = b"uk.gov.mash.referral.v1"
-
-
-@pytest.fixture(scope="module")
-async def intake(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[IntakeUnderTest]:
-    harness = await IntakeUnderTest.start(stack, tmp_path_factory.mktemp("intake"))
-    yield harness
-    await harness.stop()
 
 
 def headers(

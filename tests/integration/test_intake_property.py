@@ -4,7 +4,6 @@ dead letter — never lost, never both, never a crash. Real broker, real databas
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from schemas import examples as ex
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from tests.integration.intake_harness import IntakeUnderTest
-from tests.support import Stack, fetchval
+from tests.support import fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +60,6 @@ def message(draw: st.DrawFn) -> tuple[str, bytes | None, list[tuple[str, bytes]]
         headers.pop(name)  # sometimes a header is missing
     ce_id = None if draw(st.integers(0, 9)) == 0 else "placeholder"
     return topic, value, list(headers.items()), ce_id
-
-
-@pytest.fixture(scope="module")
-async def intake(
-    stack: Stack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[IntakeUnderTest]:
-    harness = await IntakeUnderTest.start(stack, tmp_path_factory.mktemp("property"))
-    yield harness
-    await harness.stop()
 
 
 COUNTER = iter(range(1_000_000))

@@ -35,7 +35,9 @@ async def intake(
     request: pytest.FixtureRequest, stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[IntakeUnderTest]:
     topology: str = request.param
-    harness = await IntakeUnderTest.start(stack, tmp_path_factory.mktemp(topology), topology)
+    harness = await IntakeUnderTest.start(
+        stack, tmp_path_factory.mktemp(topology), topology=topology
+    )
     yield harness
     await harness.stop()
 

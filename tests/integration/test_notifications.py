@@ -14,10 +14,10 @@ from schemas.events import Contact
 from services.common.topics import FEEDBACK, SCHOOL_NOTIFICATIONS
 from services.notifications.feedback import OUTCOME_TEXT, WORDING
 from services.notifications.firewall import ALLOW_LIST, ALLOW_LIST_VERSION
+from tests.integration.harness import metric_value
 from tests.integration.notifications_harness import (
     NotificationsUnderTest,
     contact,
-    metric_value,
     referral_source,
     routed_for,
 )
@@ -61,11 +61,11 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
 ) -> None:
     n = notifications
     c = contact("P1")
-    await n.send(c)
-    assert await n.handled(c.contact_id) == "applied"
+    await n.feed(c)
+    assert await n.outcome(c.contact_id) == "applied"
     first = routed_for(c, "0")  # rules: s47, north-west-central
-    await n.send(first)
-    assert await n.handled(first.routed_id) == "outcome"
+    await n.feed(first)
+    assert await n.outcome(first.routed_id) == "outcome"
     override = routed_for(
         c,
         "1",
@@ -77,8 +77,8 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
         decided_at="2024-03-13T11:00:00+00:00",
         routed_at="2024-03-13T11:00:01+00:00",
     )
-    await n.send(override)
-    assert await n.handled(override.routed_id) == "update"
+    await n.feed(override)
+    assert await n.outcome(override.routed_id) == "update"
     confirm = routed_for(
         c,
         "2",
@@ -90,8 +90,8 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
         decided_at="2024-03-13T12:00:00+00:00",
         routed_at="2024-03-13T12:00:01+00:00",
     )
-    await n.send(confirm)
-    assert await n.handled(confirm.routed_id) == "unchanged"
+    await n.feed(confirm)
+    assert await n.outcome(confirm.routed_id) == "unchanged"
     rerouted = routed_for(
         c,
         "3",
@@ -104,8 +104,8 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
         decided_at="2024-03-14T09:00:00+00:00",
         routed_at="2024-03-14T09:00:01+00:00",
     )
-    await n.send(rerouted)
-    assert await n.handled(rerouted.routed_id) == "update"
+    await n.feed(rerouted)
+    assert await n.outcome(rerouted.routed_id) == "update"
 
     events = await feedback_for(n, "WM-P1", 4)
     assert [e["kind"] for e in events] == ["acknowledgement", "outcome", "update", "update"]
@@ -162,17 +162,17 @@ async def test_replays_with_the_same_or_new_event_ids_send_nothing_twice(
         routed_at="2024-03-13T11:00:01+00:00",
     )
     for event in (c, first, change):
-        await n.send(event)
-    assert await n.handled(change.routed_id) == "update"
+        await n.feed(event)
+    assert await n.outcome(change.routed_id) == "update"
     # Again with the same ids (a redelivery) and with new ids (an upstream replay).
     for event in (c, first, change):
-        await n.send(event)
-    await n.send(c, event_id="replayed-contact-P2")
-    await n.send(first, event_id="replayed-first-P2")
-    await n.send(change, event_id="replayed-change-P2")
-    assert await n.handled("replayed-contact-P2") == "already_acknowledged"
-    assert await n.handled("replayed-first-P2") == "stale", "an old routing never undoes a change"
-    assert await n.handled("replayed-change-P2") == "unchanged"
+        await n.feed(event)
+    await n.feed(c, event_id="replayed-contact-P2")
+    await n.feed(first, event_id="replayed-first-P2")
+    await n.feed(change, event_id="replayed-change-P2")
+    assert await n.outcome("replayed-contact-P2") == "already_acknowledged"
+    assert await n.outcome("replayed-first-P2") == "stale", "an old routing never undoes a change"
+    assert await n.outcome("replayed-change-P2") == "unchanged"
 
     async def redeliveries_seen() -> bool:
         count = await fetchval(
@@ -199,9 +199,9 @@ async def test_a_professional_referrer_hears_the_outcome_keyed_by_their_agency(
     n = notifications
     c = contact("R1", source=referral_source("R1", "2A", "school-999001"), incident_type=None)
     r = routed_for(c, "0", outcome="single_agency", level=2, rag="green", queue="single-agency")
-    await n.send(c)
-    await n.send(r)
-    assert await n.handled(r.routed_id) == "outcome"
+    await n.feed(c)
+    await n.feed(r)
+    assert await n.outcome(r.routed_id) == "outcome"
     ack, outcome = await feedback_for(n, "REF-R1", 2)
     assert (ack["kind"], outcome["kind"]) == ("acknowledgement", "outcome")
     assert {ack["_key"], outcome["_key"]} == {"school-999001"}
@@ -218,10 +218,10 @@ async def test_a_routing_that_overtakes_its_contact_is_still_acknowledged_first(
     n = notifications
     c = contact("R2", source=referral_source("R2", "3A", "gp-1"), incident_type=None)
     r = routed_for(c, "0", outcome="initial_assessment", level=3, rag="amber")
-    await n.send(r)
-    assert await n.handled(r.routed_id) == "outcome"
-    await n.send(c)
-    assert await n.handled(c.contact_id) == "already_acknowledged"
+    await n.feed(r)
+    assert await n.outcome(r.routed_id) == "outcome"
+    await n.feed(c)
+    assert await n.outcome(c.contact_id) == "already_acknowledged"
     events = await feedback_for(n, "REF-R2", 2)
     assert [e["kind"] for e in events] == ["acknowledgement", "outcome"]
     assert {e["_key"] for e in events} == {"gp-1"}
@@ -241,9 +241,9 @@ async def test_a_member_of_the_public_gets_an_acknowledgement_only(
     first = routed_for(c, "0")
     change = routed_for(c, "1", outcome="no_further_action", level=1, rag="blue", queue=None)
     for event in (c, first, change):
-        await n.send(event)
-    assert await n.handled(first.routed_id) == "public_referrer"
-    assert await n.handled(change.routed_id) == "public_referrer"
+        await n.feed(event)
+    assert await n.outcome(first.routed_id) == "public_referrer"
+    assert await n.outcome(change.routed_id) == "public_referrer"
     (ack,) = await feedback_for(n, f"REF-{name}", 1)
     assert ack["kind"] == "acknowledgement"
     assert ack["_key"] == "public"
@@ -271,8 +271,8 @@ async def test_operation_encompass_notice_is_due_at_0830_on_the_next_school_day(
     c = contact(
         f"ENC-{case}", incident_at=incident_at, children=[{**SCHOOL_CHILD, "school_urn": urn}]
     )
-    await n.send(c)
-    assert await n.handled(c.contact_id) == "applied"
+    await n.feed(c)
+    assert await n.outcome(c.contact_id) == "applied"
     records = await records_until(
         n.world.stack.bootstrap,
         n.world.topics(SCHOOL_NOTIFICATIONS),
@@ -310,8 +310,8 @@ async def test_a_school_age_child_without_a_school_is_left_for_the_police_desk(
             {**SCHOOL_CHILD, "child_ref": "C-2", "school_urn": "999104"},
         ],
     )
-    await n.send(c)
-    assert await n.handled(c.contact_id) == "applied"
+    await n.feed(c)
+    assert await n.outcome(c.contact_id) == "applied"
     rows = await fetch(
         n.world.dsn,
         "SELECT subject_id, reason, police_reference, force, due_by, resolved_at"
@@ -343,8 +343,8 @@ async def test_notices_are_counted_due_and_sent_and_marked_sent(
 ) -> None:
     n = notifications
     c = contact("ENC-SENT", children=[{**SCHOOL_CHILD, "school_urn": "999105"}])
-    await n.send(c)
-    assert await n.handled(c.contact_id) == "applied"
+    await n.feed(c)
+    assert await n.outcome(c.contact_id) == "applied"
 
     async def marked_sent() -> bool:
         sent = await fetchval(
@@ -373,9 +373,9 @@ async def test_every_disclosure_is_audited_by_field_name_and_rule(
     n = notifications
     c = contact("AUD", children=[{**SCHOOL_CHILD, "school_urn": "999106"}])
     r = routed_for(c, "0")
-    await n.send(c)
-    await n.send(r)
-    assert await n.handled(r.routed_id) == "outcome"
+    await n.feed(c)
+    await n.feed(r)
+    assert await n.outcome(r.routed_id) == "outcome"
     rows = await fetch(
         n.world.dsn,
         "SELECT event_id, channel, destination, recipient, audience, rule, allow_list, fields"
@@ -411,9 +411,9 @@ async def test_nothing_outside_the_allow_list_is_on_the_outbound_topics(
     n = notifications
     c = contact("WIRE", children=[{**SCHOOL_CHILD, "school_urn": "999107"}], restricted=True)
     r = routed_for(c, "0", target_agency="police")
-    await n.send(c)
-    await n.send(r)
-    assert await n.handled(r.routed_id) == "outcome"
+    await n.feed(c)
+    await n.feed(r)
+    assert await n.outcome(r.routed_id) == "outcome"
     await feedback_for(n, "WM-WIRE", 2)
     feedback = await records_until(
         n.world.stack.bootstrap, n.world.topics(FEEDBACK), lambda rs: len(rs) > 0
@@ -438,7 +438,7 @@ async def test_a_routing_to_a_hub_outside_the_topology_is_dead_lettered(
     n = notifications
     c: Contact = contact("BADHUB")
     r = routed_for(c, "0", hub="atlantis")
-    offset = await n.send(r)
+    offset = await n.feed(r)
 
     async def dead_letter() -> str | None:
         rows = await fetch(

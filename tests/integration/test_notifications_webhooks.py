@@ -16,11 +16,10 @@ from aiohttp import web
 
 from services.notifications.firewall import ALLOW_LIST
 from services.notifications.webhooks import SIGNATURE_HEADER, verify_signature
-from tests.integration.intake_harness import free_port
+from tests.integration.harness import free_port, metric_value
 from tests.integration.notifications_harness import (
     NotificationsUnderTest,
     contact,
-    metric_value,
     referral_source,
     routed_for,
 )
@@ -128,7 +127,7 @@ async def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Async
     n = await NotificationsUnderTest.start(
         stack,
         folder,
-        {"MASH_WEBHOOKS_CONFIG": str(config), "MASH_TEST_WEBHOOK_SECRET_OK": SECRET_OK},
+        env={"MASH_WEBHOOKS_CONFIG": str(config), "MASH_TEST_WEBHOOK_SECRET_OK": SECRET_OK},
     )
     yield World(n, receiver)
     await n.stop()
@@ -138,8 +137,8 @@ async def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Async
 async def referral_from(w: World, name: str, agency: str) -> str:
     """Send a contact from ``agency`` (a GP); return the acknowledgement's feedback id."""
     c = contact(name, source=referral_source(name, "3A", agency), incident_type=None)
-    await w.n.send(c)
-    assert await w.n.handled(c.contact_id) == "applied"
+    await w.n.feed(c)
+    assert await w.n.outcome(c.contact_id) == "applied"
     feedback_id = await fetchval(
         w.n.world.dsn,
         "SELECT feedback_id FROM feedback WHERE contact_id = $1 AND kind = 'acknowledgement'",
@@ -237,10 +236,10 @@ async def test_binary_mode_carries_the_envelope_in_ce_headers(world: World) -> N
 async def test_outcomes_and_updates_are_delivered_too(world: World) -> None:
     name = "WH-OUT"
     c = contact(name, source=referral_source(name, "3A", "gp-ok"), incident_type=None)
-    await world.n.send(c)
+    await world.n.feed(c)
     r = routed_for(c, "0")
-    await world.n.send(r)
-    assert await world.n.handled(r.routed_id) == "outcome"
+    await world.n.feed(r)
+    assert await world.n.outcome(r.routed_id) == "outcome"
     outcome_id = await fetchval(
         world.n.world.dsn,
         "SELECT feedback_id FROM feedback WHERE contact_id = $1 AND kind = 'outcome'",
@@ -308,8 +307,8 @@ async def test_a_delivery_is_dead_lettered_after_the_last_attempt(
 
 async def test_agencies_without_a_webhook_get_kafka_only(world: World) -> None:
     c = contact("WH-POLICE")  # west-midlands has no endpoint
-    await world.n.send(c)
-    assert await world.n.handled(c.contact_id) == "applied"
+    await world.n.feed(c)
+    assert await world.n.outcome(c.contact_id) == "applied"
     count = await fetchval(
         world.n.world.dsn,
         "SELECT count(*) FROM webhook_deliveries WHERE contact_id = $1",

@@ -31,7 +31,7 @@ from schemas.cloudevents import encode_binary
 from schemas.inbound import PoliceNotification, Referral
 from services.common.metrics import build_version
 from services.common.topics import DECISIONS, INBOUND_POLICE, INBOUND_REFERRALS, ROUTED
-from tests.integration.intake_harness import free_port
+from tests.integration.harness import free_port
 from tests.sample import sample_messages, synthetic_nhs_numbers
 from tests.support import (
     REPO,

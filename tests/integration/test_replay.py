@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -22,7 +19,15 @@ from services.common.kafka import ensure_topics
 from services.common.topics import INBOUND_REFERRALS, TopicSpec
 from services.tools.jsonl import ReplayRecord, read_jsonl
 from services.tools.replay import Checkpoint, ReplayOptions, Selection, run_replay
-from tests.support import REPO, Isolated, Stack, isolated_world, partitions_of, wait_until
+from tests.support import (
+    Isolated,
+    Stack,
+    isolated_world,
+    partitions_of,
+    read_exact,
+    start_mash,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,40 +62,6 @@ async def produce(bootstrap: str, topic: str, records: list[ReplayRecord]) -> No
             )
     finally:
         await producer.stop()
-
-
-async def read_exact(bootstrap: str, topic: str, partitions: int) -> list[ReplayRecord]:
-    """Every record of ``topic`` with its raw bytes (tests.support decodes headers)."""
-    tps = [TopicPartition(topic, p) for p in range(partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[ReplayRecord] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batch.items():
-                for m in messages:
-                    out.append(
-                        ReplayRecord(
-                            m.topic,
-                            m.key,
-                            m.value,
-                            tuple(m.headers),
-                            m.partition,
-                            m.offset,
-                            m.timestamp,
-                        )
-                    )
-                    if m.offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
-        return sorted(out, key=lambda r: (r.partition or 0, r.offset or 0))
-    finally:
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer.stop()
 
 
 def awkward_records(count: int, partitions: int = 3) -> list[ReplayRecord]:
@@ -215,24 +186,6 @@ async def test_an_offset_range_of_one_partition(world: Isolated, tmp_path: Path)
     assert got == [(1, 2, b"p1-2"), (1, 3, b"p1-3"), (1, 4, b"p1-4")]
 
 
-def mash(world: Isolated, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """``mash`` as a separate process in ``world`` (the prefix comes from the settings)."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": world.stack.bootstrap,
-        "MASH_TOPIC_PREFIX": world.prefix,
-        "PYTHONPATH": str(REPO),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.tools", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 async def end_offset_total(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
@@ -254,7 +207,7 @@ async def test_writing_into_an_inbound_topic_needs_the_explicit_flag(
     before = await end_offset_total(bootstrap, inbound)
     args = ["replay", "--from-topic", source, "--to-topic", INBOUND_REFERRALS, "--no-progress"]
 
-    refused = mash(world, tmp_path, *args)
+    refused = start_mash(world, tmp_path, *args)
     out, err = refused.communicate(timeout=60)
     assert refused.returncode == 2
     assert err.splitlines() == [
@@ -263,7 +216,7 @@ async def test_writing_into_an_inbound_topic_needs_the_explicit_flag(
     ]
     assert await end_offset_total(bootstrap, inbound) == before, "nothing was written"
 
-    allowed = mash(world, tmp_path, *args, "--allow-inbound")
+    allowed = start_mash(world, tmp_path, *args, "--allow-inbound")
     out, err = allowed.communicate(timeout=60)
     assert allowed.returncode == 0, err
     assert "copied 1 " in out
@@ -289,7 +242,7 @@ async def test_a_replay_killed_mid_way_resumes_without_gaps_or_repeats(
     out, checkpoint = tmp_path / "out.jsonl", tmp_path / "cp.json"
     args = ["replay", "--from-topic", topic, "--to-file", str(out), "--checkpoint", str(checkpoint)]
 
-    slow = mash(world, tmp_path, *args, "--rate", "40", "--no-progress")
+    slow = start_mash(world, tmp_path, *args, "--rate", "40", "--no-progress")
 
     async def some_progress_saved() -> bool:
         state = saved(checkpoint)
@@ -332,7 +285,7 @@ async def test_a_topic_to_topic_replay_stopped_by_sigterm_resumes_exactly(
     checkpoint = tmp_path / "cp.json"
     args = ["replay", "--from-topic", source, "--to-topic", target, "--checkpoint", str(checkpoint)]
 
-    slow = mash(world, tmp_path, *args, "--rate", "40", "--no-progress")
+    slow = start_mash(world, tmp_path, *args, "--rate", "40", "--no-progress")
 
     async def under_way() -> bool:
         state = saved(checkpoint)
@@ -349,7 +302,7 @@ async def test_a_topic_to_topic_replay_stopped_by_sigterm_resumes_exactly(
         "on SIGTERM everything in flight is flushed and the checkpoint matches the target"
     )
 
-    resumed = mash(world, tmp_path, *args, "--resume", "--no-progress")
+    resumed = start_mash(world, tmp_path, *args, "--resume", "--no-progress")
     _, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     assert json.loads(checkpoint.read_text())["complete"] is True

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from schemas.events import Decision
 from services.common.calendar import LONDON
 from services.common.topics import DEAD_LETTER
 from tests.integration.routing_harness import (
@@ -41,6 +43,19 @@ async def routing(
 
 def child(subject_id: str, ref: str = "C-1") -> dict[str, str]:
     return {"subject_id": subject_id, "child_ref": ref}
+
+
+def override_of(rules: Decision, **overrides: Any) -> Decision:
+    """A practitioner's decision superseding ``rules``: same contact and children."""
+    return decision(
+        decision_id=f"{rules.decision_id}-P",
+        contact_id=rules.contact_id,
+        contact_reference=rules.contact_reference,
+        subjects=[s.model_dump() for s in rules.subjects],
+        source="practitioner",
+        supersedes_decision_id=rules.decision_id,
+        **overrides,
+    )
 
 
 async def test_each_child_of_a_decision_gets_its_own_item_on_its_hubs_queue(
@@ -174,16 +189,11 @@ async def test_an_override_moves_the_item_once_and_a_replay_changes_nothing(
     rules = decision(outcome="s47", level=4, rag="red")
     await routing.route(rules)
     (old,) = await routing.items(rules.contact_id)
-    override = decision(
-        decision_id=f"{rules.decision_id}-P",
-        contact_id=rules.contact_id,
-        contact_reference=rules.contact_reference,
-        subjects=[s.model_dump() for s in rules.subjects],
+    override = override_of(
+        rules,
         outcome="initial_assessment",
         level=3,
         rag="amber",
-        source="practitioner",
-        supersedes_decision_id=rules.decision_id,
         decided_at="2024-03-12T23:30:00+00:00",
     )
     assert (await routing.route(override)).outcome == "routed"
@@ -241,17 +251,8 @@ async def test_a_decision_arriving_after_its_override_is_set_aside(
     routing: RoutingUnderTest,
 ) -> None:
     rules = decision(outcome="s47", level=4, rag="red")
-    override = decision(
-        decision_id=f"{rules.decision_id}-P",
-        contact_id=rules.contact_id,
-        contact_reference=rules.contact_reference,
-        subjects=[s.model_dump() for s in rules.subjects],
-        outcome="single_agency",
-        level=2,
-        rag="green",
-        target_agency="health",
-        source="practitioner",
-        supersedes_decision_id=rules.decision_id,
+    override = override_of(
+        rules, outcome="single_agency", level=2, rag="green", target_agency="health"
     )
     assert (await routing.route(override)).outcome == "routed"
     assert (await routing.route(rules)).outcome == "superseded"

@@ -35,7 +35,7 @@ async def gated(
     harness = await ScreeningUnderTest.start(
         stack,
         tmp_path_factory.mktemp("gated"),
-        extra_env={"MASH_SCREENING_S47_CONFIRMATION": "true"},
+        env={"MASH_SCREENING_S47_CONFIRMATION": "true"},
     )
     yield harness
     await harness.stop()
@@ -61,13 +61,7 @@ def standard_risk(contact_id: str) -> Contact:
 
 
 async def _outbox_count(harness: ScreeningUnderTest, decision_id: str) -> int:
-    count: int = await fetchval(
-        harness.world.dsn,
-        "SELECT count(*) FROM outbox WHERE event_id = $1 AND topic = $2",
-        decision_id,
-        harness.world.topics(DECISIONS),
-    )
-    return count
+    return len(await harness.outbox_events(DECISIONS, decision_id))
 
 
 async def test_confirm_then_override_keeps_both_and_publishes_the_override(

@@ -4,9 +4,6 @@ calibration, and a JSONL file replayed with ``mash replay`` lands the same bytes
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,8 +20,7 @@ from services.common.topology import load_topology
 from services.tools.jsonl import ReplayRecord
 from services.tools.naming import contract_name
 from services.tools.simulate import SimulationRequest, generate, load_calibration
-from tests.integration.test_replay import read_exact
-from tests.support import REPO, Isolated, Stack, isolated_world
+from tests.support import Isolated, Stack, isolated_world, read_exact, run_mash
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +29,6 @@ ACCEPTED: dict[str, dict[str, Any]] = {
     INBOUND_REFERRALS: {ce_type_of(Referral): Referral},
 }
 START = datetime(2026, 1, 5, tzinfo=UTC)
-
-
-def mash(world: Isolated, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``mash`` in ``world`` to completion."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": world.stack.bootstrap,
-        "MASH_TOPIC_PREFIX": world.prefix,
-        "PYTHONPATH": str(REPO),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "services.tools", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 async def inbound_records(world: Isolated) -> list[ReplayRecord]:
@@ -70,7 +47,7 @@ async def test_a_simulated_week_on_kafka_is_the_seeded_output_valid_and_calibrat
     stack: Stack, tmp_path: Path
 ) -> None:
     world = await isolated_world(stack)
-    done = mash(
+    done = run_mash(
         world, tmp_path, "simulate", "--seed", "9", "--start", "2026-01-05", "--weeks", "1",
         "--to-kafka", "--keep-timestamps", "--summary", "json", "--no-progress",
     )  # fmt: skip
@@ -137,16 +114,16 @@ async def test_a_simulated_file_replayed_lands_the_same_bytes_at_the_set_rate(
     direct, via_file = await isolated_world(stack), await isolated_world(stack)
     common = ["--seed", "31", "--count", "40", "--bad-rate", "0.1", "--summary", "none"]
     started = time.monotonic()
-    done = mash(direct, tmp_path, "simulate", *common, "--to-kafka", "--rate", "25")
+    done = run_mash(direct, tmp_path, "simulate", *common, "--to-kafka", "--rate", "25")
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     assert elapsed > 44 / 25 - 0.2, "44 messages at 25/s take at least about 1.7 s"
 
-    done = mash(via_file, tmp_path, "simulate", *common, "--to-file", "sim.jsonl")
+    done = run_mash(via_file, tmp_path, "simulate", *common, "--to-file", "sim.jsonl")
     assert done.returncode == 0, done.stderr
-    refused = mash(via_file, tmp_path, "replay", "--from-file", "sim.jsonl", "--no-progress")
+    refused = run_mash(via_file, tmp_path, "replay", "--from-file", "sim.jsonl", "--no-progress")
     assert refused.returncode == 2, "the simulated file targets inbound topics"
-    done = mash(
+    done = run_mash(
         via_file, tmp_path, "replay", "--from-file", "sim.jsonl", "--allow-inbound", "--no-progress"
     )
     assert done.returncode == 0, done.stderr

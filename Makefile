@@ -46,6 +46,7 @@ test: venv stack lint ## lint, type-check and the whole suite against the real b
 
 bench: venv stack ## benchmarks that print figures (no pass/fail)
 	$(PY) -m tests.bench.bench_pipeline
+	$(PY) -m tests.bench.da_year
 
 clean:
 	rm -rf .run .mypy_cache .ruff_cache .pytest_cache

@@ -30,6 +30,8 @@ from services.tools.jsonl import ReplayRecord
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+#: How often wait_until re-checks its condition.
+POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ async def wait_until(
         last = await check()
         if last:
             return last
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL_SECONDS)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {last!r}")
 
 

@@ -98,6 +98,16 @@ class Rejected(Exception):
         self.reason = reason
         self.errors = errors
 
+    @classmethod
+    def unknown_reference(cls, path: str, message: str) -> Rejected:
+        """The event names a contact, item or hub this deployment does not hold."""
+        return cls(DeadLetterReason.UNKNOWN_REFERENCE, [FieldError(path=path, message=message)])
+
+    @classmethod
+    def invalid_transition(cls, path: str, message: str) -> Rejected:
+        """The event asks for a change the current state forbids."""
+        return cls(DeadLetterReason.INVALID_TRANSITION, [FieldError(path=path, message=message)])
+
 
 Effect = Callable[[Received], Awaitable[str]]
 """An effect applies one event and returns a short outcome word for the inbox/audit."""

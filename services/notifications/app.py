@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from schemas.events import Contact, DeadLetterReason, FieldError, Routed, SchoolNotification
+from schemas.events import Contact, Routed, SchoolNotification
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
@@ -184,10 +184,7 @@ class Notifications:
         now = datetime.now(UTC)
         decided = feedback.on_routed(routed, reported, self.topology, now)
         if decided.why == "unknown_hub":
-            raise Rejected(
-                DeadLetterReason.UNKNOWN_REFERENCE,
-                [FieldError(path="hub", message="the hub is not in this deployment's topology")],
-            )
+            raise Rejected.unknown_reference("hub", "the hub is not in this deployment's topology")
         # Acknowledge first if the contact has not been read yet (a no-op otherwise): same
         # agency key, same transaction, so the acknowledgement is published first.
         ack = feedback.acknowledgement_before(routed, now)

@@ -17,9 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.events import (
-    DeadLetterReason,
     Decision,
-    FieldError,
     QueueItem,
     Routed,
     SlaBreach,
@@ -110,10 +108,7 @@ class Routing:
             return "superseded"
         if decision.hub not in self.hubs:
             # Its queue topics do not exist: publishing there would stall the outbox.
-            raise Rejected(
-                DeadLetterReason.UNKNOWN_REFERENCE,
-                [FieldError(path="hub", message="hub is not in the active topology")],
-            )
+            raise Rejected.unknown_reference("hub", "hub is not in the active topology")
         subjects = [s.subject_id for s in decision.subjects]
         open_items = await store.open_items_for(conn, subjects)
         plan = plan_routing(decision, open_items, now, self.config, self.calendar)
@@ -252,16 +247,11 @@ class Routing:
         conn = received.conn
         item = await store.load_item(conn, update.queue_item_id)
         if item is None:
-            raise Rejected(
-                DeadLetterReason.UNKNOWN_REFERENCE,
-                [FieldError(path="queue_item_id", message="no queue item has this id")],
-            )
+            raise Rejected.unknown_reference("queue_item_id", "no queue item has this id")
         try:
             step = apply_update(item, update, self.config, self.calendar(item.hub))
         except InvalidTransition as exc:
-            raise Rejected(
-                DeadLetterReason.INVALID_TRANSITION, [FieldError(path="status", message=str(exc))]
-            ) from None
+            raise Rejected.invalid_transition("status", str(exc)) from None
         await store.save_status(conn, step.item)
         await store.meet_deadlines(conn, item.queue_item_id, step.met, update.at, update.status)
         await store.add_deadlines(conn, item.queue_item_id, step.started)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas.cloudevents import ContractError, decode, validate_data
-from schemas.events import Contact, DeadLetterReason, Decision, FieldError
+from schemas.events import Contact, Decision
 from schemas.inbound import PractitionerDecision
 from schemas.types import ce_type_of
 from services.common.kafka import (
@@ -192,18 +192,13 @@ class Screening:
         conn = received.conn
         state = await store.load_contact_decisions(conn, given.contact_id)
         if state is None:
-            raise Rejected(
-                DeadLetterReason.UNKNOWN_REFERENCE,
-                [FieldError(path="contact_id", message="no screened contact has this id")],
-            )
+            raise Rejected.unknown_reference("contact_id", "no screened contact has this id")
         try:
             result = apply_practitioner_decision(
                 state, given, received.event.id, self.rule_set.levels
             )
         except InvalidTransition as exc:
-            raise Rejected(
-                DeadLetterReason.INVALID_TRANSITION, [FieldError(path="outcome", message=str(exc))]
-            ) from exc
+            raise Rejected.invalid_transition("outcome", str(exc)) from exc
         await store.record_practitioner_decision(
             conn, received.event.id, given, result=result.kind, decision_id=result.decision_id
         )

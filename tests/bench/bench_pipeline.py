@@ -24,7 +24,15 @@ from schemas.inbound import PoliceNotification, Referral
 from services.common.ids import derive_id
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS, ROUTED
 from tests.sample import synthetic_nhs_numbers
-from tests.support import Isolated, Outgoing, fetchval, isolated_world, publish, stack_up
+from tests.support import (
+    POLL_SECONDS,
+    Isolated,
+    Outgoing,
+    fetchval,
+    isolated_world,
+    publish,
+    stack_up,
+)
 
 FACTORS = (["16A"], ["19C"], ["20"], ["17A"], ["21"])
 
@@ -73,7 +81,7 @@ async def wait_for(dsn: str, sql: str, target: int, *args: object, limit: float 
     while (n := await fetchval(dsn, sql, *args)) < target:
         if time.monotonic() - started > limit:
             raise TimeoutError(f"only {n}/{target} after {limit}s")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(POLL_SECONDS)
     return time.monotonic() - started
 
 

@@ -7,10 +7,8 @@ screening service's entry point to both.
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 
-from schemas.events import Contact, Decision
 from services.screening.engine import (
     DEFAULT_RULE_SET,
     Rule,
@@ -35,10 +33,9 @@ __all__ = [
     "evaluate",
     "incident_date",
     "load_rule_set",
-    "screen",
 ]
 
-#: Version of the rule set :func:`screen` applies.
+#: Version of the shipped default rule set.
 RULE_SET_VERSION = DEFAULT_RULE_SET
 
 
@@ -46,14 +43,3 @@ RULE_SET_VERSION = DEFAULT_RULE_SET
 def default_rule_set() -> RuleSet:
     """The shipped ``default-v1`` rule set, loaded (and validated) once."""
     return load_rule_set(DEFAULT_RULE_SET)
-
-
-def screen(
-    contact: Contact, decided_at: datetime, history: ScreeningHistory | None = None
-) -> Decision:
-    """The automated decision for ``contact`` under the default rule set.
-
-    Backward-compatible wrapper of :func:`evaluate`; with no ``history`` the stateful
-    rules (repeat domestic abuse, escalation, missing) see only this contact.
-    """
-    return evaluate(contact, history or ScreeningHistory(), default_rule_set(), decided_at)

@@ -8,14 +8,20 @@ raise nothing but :class:`ContractError`, whatever bytes arrive: its ``reason`` 
 Decoding order (the first failure wins):
 
 1. value larger than ``max_bytes`` -> ``too_large``;
-2. envelope: required attributes missing/empty/not UTF-8 -> ``missing_header``
-   (one error per attribute); ``specversion`` other than 1.0 -> ``unsupported_version``;
-3. payload: value absent, not UTF-8, not JSON or not a JSON object -> ``malformed_json``;
-4. optional attributes (time, subject, datacontenttype) badly formed, or (structured)
+2. a ``ce_*`` or ``content-type`` header repeated -> ``schema_violation`` (one error per
+   repeated name; see :func:`_header_map`);
+3. envelope: required attributes missing/empty/not UTF-8 -> ``missing_header``
+   (one error per attribute), as is an ``id`` or ``source`` that is not an
+   :data:`~schemas.base.Identifier` (over 200 characters, padded with whitespace, holding
+   a line break): the system of record keys on both; ``specversion`` other than 1.0 ->
+   ``unsupported_version``;
+4. payload: value absent, not UTF-8, not JSON, not a JSON object or nested deeper than
+   :data:`MAX_JSON_DEPTH` -> ``malformed_json``;
+5. optional attributes (time, subject, datacontenttype) badly formed, or (structured)
    ``data`` missing, not an object or sent as ``data_base64`` -> ``schema_violation``.
 
 Payload JSON is parsed strictly: duplicate object keys and NaN/Infinity are refused.
-When the same header appears more than once, the last occurrence wins.
+Other headers (not ``ce_*``, not ``content-type``) may repeat; the last occurrence wins.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.base import ContractModel, Timestamp, printable, unsafe_text
+from schemas.base import ContractModel, Identifier, Timestamp, printable, unsafe_text
 from schemas.events import DeadLetterReason, FieldError
 from schemas.types import ce_type_of
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_VALUE_BYTES",
     "CloudEvent",
     "ContractError",
@@ -49,6 +56,12 @@ Headers = Sequence[tuple[str, bytes | None]]
 """Kafka headers as clients give them: (name, value) pairs, in order, names not unique."""
 
 MAX_VALUE_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays/objects accepted in a value (a contract payload needs ~6).
+
+An explicit limit, because the interpreter's recursion limit depends on how deep the
+caller's stack already is: without it the same value could be ``malformed_json`` in one
+process and ``schema_violation`` (pydantic's own limit) in another."""
 SPEC_VERSION = "1.0"
 JSON_CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -58,6 +71,10 @@ M = TypeVar("M", bound=ContractModel)
 _REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 _VERSION_SUFFIX = re.compile(r"\.v[0-9]+$", re.ASCII)
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+_IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
+# Intake and the inbox store id and source as Identifier fields: anything longer or
+# oddly spaced would pass decoding, then fail in the effect and be retried for ever.
+_IDENTIFIER_ATTRIBUTES = ("id", "source")
 # Error text may echo attacker-controlled input into the dead-letter topic and logs:
 # keep each message short.
 _MAX_MESSAGE = 300
@@ -160,7 +177,12 @@ def _parse_object(value: bytes | None, what: str) -> dict[str, Any]:
             object_pairs_hook=_unique_keys,
         )
     except RecursionError:
-        raise _error(DeadLetterReason.MALFORMED_JSON, "", f"{what} is nested too deeply") from None
+        # The stack ran out before MAX_JSON_DEPTH was even reached (a deep caller).
+        raise _error(
+            DeadLetterReason.MALFORMED_JSON,
+            "",
+            f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)",
+        ) from None
     except ValueError as exc:  # JSONDecodeError, our hooks, int digit limits
         raise _error(DeadLetterReason.MALFORMED_JSON, "", f"{what} is not JSON: {exc}") from None
     if not isinstance(parsed, dict):
@@ -169,7 +191,31 @@ def _parse_object(value: bytes | None, what: str) -> dict[str, Any]:
             "",
             f"{what} must be a JSON object, not {_kind(parsed)}",
         )
+    if _too_deep(parsed, MAX_JSON_DEPTH):
+        raise _error(
+            DeadLetterReason.MALFORMED_JSON,
+            "",
+            f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)",
+        )
     return parsed
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects more than ``limit`` levels (no recursion)."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(v for v in item.values() if isinstance(v, dict | list))
+            else:
+                children.extend(v for v in item if isinstance(v, dict | list))
+        level = children
+    return False
 
 
 def _kind(value: Any) -> str:
@@ -201,7 +247,16 @@ def _parse_time(text: str, path: str) -> datetime:
 
 
 def _header_map(headers: Headers) -> dict[str, bytes | None]:
+    """Headers by lower-case name; a repeated ``ce_*``/``content-type`` is refused.
+
+    A repeated envelope header is ambiguous (which ``ce_id`` is the idempotency key?),
+    like a duplicate JSON key, and is refused rather than resolved. The reason is
+    ``schema_violation``, not ``missing_header``: CONTRACT.md's ``missing_header`` tells
+    the producer an envelope attribute is absent, while here every attribute is present
+    and the envelope itself is malformed. Error path: the (lower-case) header name.
+    """
     found: dict[str, bytes | None] = {}
+    counts: dict[str, int] = {}
     for item in headers:
         try:
             name, raw = item
@@ -211,7 +266,16 @@ def _header_map(headers: Headers) -> dict[str, bytes | None]:
             name = name.decode("utf-8", "replace")
         if not isinstance(name, str) or not (raw is None or isinstance(raw, bytes | bytearray)):
             continue
-        found[name.lower()] = None if raw is None else bytes(raw)
+        key = name.lower()
+        counts[key] = counts.get(key, 0) + 1
+        found[key] = None if raw is None else bytes(raw)
+    repeated = [
+        FieldError(path=_clip(key), message=_clip(f"{key} is repeated ({count} times)"))
+        for key, count in counts.items()
+        if count > 1 and (key.startswith("ce_") or key == "content-type")
+    ]
+    if repeated:
+        raise ContractError(DeadLetterReason.SCHEMA_VIOLATION, repeated)
     return found
 
 
@@ -227,13 +291,28 @@ def _header_text(found: Mapping[str, bytes | None], name: str) -> str | None:
 
 
 def _missing(values: Mapping[str, Any], prefix: str) -> list[FieldError]:
-    return [
-        FieldError(path=prefix + name, message=f"{prefix}{name} is missing, empty or not printable")
-        for name in _REQUIRED_ATTRIBUTES
-        if not isinstance(values.get(name), str)
-        or not values[name].strip()
-        or unsafe_text(values[name])
-    ]
+    errors = []
+    for name in _REQUIRED_ATTRIBUTES:
+        value = values.get(name)
+        if not isinstance(value, str) or not value.strip() or unsafe_text(value):
+            message = f"{prefix}{name} is missing, empty or not printable"
+        elif name in _IDENTIFIER_ATTRIBUTES and not _is_identifier(value):
+            message = (
+                f"{prefix}{name} must be at most 200 characters on one line, without"
+                " leading or trailing whitespace"
+            )
+        else:
+            continue
+        errors.append(FieldError(path=prefix + name, message=message))
+    return errors
+
+
+def _is_identifier(value: str) -> bool:
+    try:
+        _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 # --- decode ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from schemas.base import ContractModel
+from schemas.base import ContractModel, printable
 from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.ids import derive_id
@@ -128,7 +128,10 @@ def dead_letter_for(
         offset=message.offset,
         original_key=_b64(message.key),
         original_value=_b64(message.value),
-        headers=[DeadLetterHeader(key=k, value=_b64(v)) for k, v in message.headers],
+        # A header name is text in the contract: control characters a hostile sender put
+        # in it are written as visible escapes, or the dead letter itself would be refused
+        # and the partition would stall on it.
+        headers=[DeadLetterHeader(key=printable(k), value=_b64(v)) for k, v in message.headers],
         reason=error.reason,
         errors=error.errors,
         service=service,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from schemas import examples as ex
 from schemas.base import ContractModel
 from schemas.cloudevents import (
+    MAX_JSON_DEPTH,
     MAX_VALUE_BYTES,
     CloudEvent,
     ContractError,
@@ -208,12 +209,127 @@ def test_header_names_are_case_insensitive() -> None:
     assert isinstance(validate_data(structured, INBOUND), Referral)
 
 
-def test_last_duplicate_header_wins_and_optional_headers() -> None:
-    """A repeated header takes its last value; ce_time and ce_subject are optional."""
-    headers = [*_binary_headers(ce_time=None), ("ce_id", b"evt-later"), ("ce_subject", b"C-2")]
+def test_optional_headers_and_repeated_other_headers() -> None:
+    """ce_time and ce_subject are optional; a repeated non-envelope header is harmless."""
+    headers = [*_binary_headers(ce_time=None), ("ce_subject", b"C-2")]
     headers = [(name, value) for name, value in headers if value is not None]
+    headers += [("traceparent", b"00-a-b-01"), ("TraceParent", b"00-c-d-01")]
     event = decode(_referral_value(), headers)
-    assert (event.id, event.time, event.subject) == ("evt-later", None, "C-2")
+    assert (event.id, event.time, event.subject) == ("evt-test-0001", None, "C-2")
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "repeated"),
+    [
+        pytest.param([("ce_id", b"evt-later")], None, ["ce_id"], id="ce-id"),
+        pytest.param([("CE_TYPE", REFERRAL_TYPE.encode())], None, ["ce_type"], id="same-value"),
+        pytest.param([("Ce_Time", None)], None, ["ce_time"], id="null-repeat"),
+        pytest.param(
+            [("ce_subject", b"C-1"), ("ce_subject", b"C-2"), ("ce_subject", b"C-3")],
+            None,
+            ["ce_subject"],
+            id="optional-three-times",
+        ),
+        pytest.param(
+            [("content-type", b"application/json"), ("ce_source", b"urn:test:other")],
+            None,
+            ["ce_source", "content-type"],
+            id="two-names",
+        ),
+        pytest.param(
+            [("Content-Type", b"application/json")],
+            STRUCTURED_HEADERS,
+            ["content-type"],
+            id="structured-content-type",
+        ),
+        pytest.param(
+            [("ce_id", b"a"), ("ce_id", b"b")], STRUCTURED_HEADERS, ["ce_id"], id="structured-ce-id"
+        ),
+    ],
+)
+def test_repeated_envelope_header_is_refused(
+    extra: list[tuple[str, bytes | None]], headers: Headers | None, repeated: list[str]
+) -> None:
+    """A repeated ce_* or content-type header (any case) is ambiguous: schema_violation."""
+    if headers is None:
+        value, base = _referral_value(), _binary_headers()
+    else:
+        value, base = _structured(), list(headers)
+    # Sanity: without the repeat the message is accepted.
+    assert isinstance(validate_data(decode(value, base), INBOUND), Referral)
+    with pytest.raises(ContractError) as caught:
+        decode(value, [*base, *extra])
+    assert caught.value.reason is DeadLetterReason.SCHEMA_VIOLATION
+    assert sorted(e.path for e in caught.value.errors) == repeated
+    assert all("repeated" in e.message for e in caught.value.errors)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ce_id", b"x" * 201),
+        ("ce_id", b"evt-test-0001 "),
+        ("ce_id", b"evt\ntest"),
+        ("ce_source", b" urn:test:school-999001"),
+        ("ce_source", b"urn:" + b"u" * 100 * 1024),
+    ],
+    ids=["id-201", "id-trailing-space", "id-newline", "source-leading-space", "source-100k"],
+)
+def test_unusable_id_or_source_is_missing_header(name: str, value: bytes) -> None:
+    """id and source must be Identifiers: the inbox and the contact's source hold them."""
+    error = _reason_of(_referral_value(), _binary_headers(**{name: value}))
+    assert error.reason is DeadLetterReason.MISSING_HEADER
+    assert [e.path for e in error.errors] == [name]
+    envelope = {name.removeprefix("ce_"): value.decode()}
+    error = _reason_of(_structured(envelope), STRUCTURED_HEADERS)
+    assert error.reason is DeadLetterReason.MISSING_HEADER
+    assert [e.path for e in error.errors] == [name.removeprefix("ce_")]
+
+
+def test_identifier_of_200_characters_is_accepted() -> None:
+    """The limit is exactly the Identifier's: 200 characters pass."""
+    event = decode(_referral_value(), _binary_headers(ce_id=b"e" * 200, ce_source=b"s" * 200))
+    assert (len(event.id), len(event.source)) == (200, 200)
+
+
+def _nested(depth: int) -> bytes:
+    """A referral whose narrative is ``depth`` - 1 nested arrays (``depth`` levels in all)."""
+    inner = depth - 1
+    return b'{"narrative": ' + b"[" * inner + b"]" * inner + b"}"
+
+
+def _at_stack_depth(frames: int, call: Callable[[], Any]) -> Any:
+    return call() if frames == 0 else _at_stack_depth(frames - 1, call)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 150, 199, 201, 500, 990, 10_000, 100_000])
+@pytest.mark.parametrize("frames", [0, 700], ids=["shallow-stack", "deep-stack"])
+def test_deep_nesting_is_malformed_json_whatever_the_stack(depth: int, frames: int) -> None:
+    """Over MAX_JSON_DEPTH levels is malformed_json, however deep the caller's stack is.
+
+    Without the explicit limit, 150-950 levels passed json.loads and failed in pydantic
+    (schema_violation) from a shallow stack, but raised RecursionError (malformed_json)
+    from a deep one: the reason depended on the caller.
+    """
+    error = _at_stack_depth(frames, lambda: _reason_of(_nested(depth), _binary_headers()))
+    assert error.reason is DeadLetterReason.MALFORMED_JSON, error
+    assert "nested too deeply" in str(error)
+    # Structured mode: the envelope is one more level around the same data.
+    inner = depth - 2
+    envelope = (
+        b'{"specversion": "1.0", "id": "e", "source": "s", "type": "t", "data": {"a": '
+        + b"[" * inner
+        + b"]" * inner
+        + b"}}"
+    )
+    error = _at_stack_depth(frames, lambda: _reason_of(envelope, STRUCTURED_HEADERS))
+    assert error.reason is DeadLetterReason.MALFORMED_JSON, error
+
+
+def test_nesting_at_the_limit_is_parsed() -> None:
+    """Exactly MAX_JSON_DEPTH levels is JSON: the payload is then a schema violation."""
+    error = _reason_of(_nested(MAX_JSON_DEPTH), _binary_headers())
+    assert error.reason is DeadLetterReason.SCHEMA_VIOLATION, error
 
 
 def test_offset_in_ce_time_is_kept() -> None:

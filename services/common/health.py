@@ -36,6 +36,7 @@ CHECKS = (
     "consumer_assigned",
     "consumer_lag",
     "commit_progress",
+    "outbox_relay",
 )
 
 
@@ -79,6 +80,15 @@ class ProbeSnapshot:
     broker_error: str | None
     assigned: int
     partitions: tuple[PartitionState, ...] = ()
+
+
+@dataclass(frozen=True)
+class RelayState:
+    """Whether the outbox relay can publish: ``failing_since`` is a :func:`time.monotonic`
+    instant, None while its last attempt succeeded."""
+
+    failing_since: float | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,9 +167,11 @@ def assess_readiness(
     started_at: float,
     bounds: Bounds,
     now: float,
+    relay: RelayState | None = None,
 ) -> Assessment:
     """/readyz: loop turning, broker and database reachable, partitions assigned, every
-    partition's lag within bounds, and no lagging partition without commits for too long."""
+    partition's lag within bounds, no lagging partition without commits for too long, and
+    the outbox relay publishing."""
     checks: dict[str, Check] = {"event_loop": _loop_check(loop_beat, started_at, bounds, now)}
     if snapshot is None:
         for name in CHECKS[1:]:
@@ -199,7 +211,18 @@ def assess_readiness(
             f" {stalled[0].commit_age(now):.0f}s",
         )
     )
+    checks["outbox_relay"] = _relay_check(relay or RelayState(), now)
     return Assessment(all(c.ok for c in checks.values()), checks)
+
+
+def _relay_check(relay: RelayState, now: float) -> Check:
+    # Not ready at the first failed attempt: the next stage and the referrers' feedback
+    # wait for as long as the relay cannot publish, whatever the consumer side shows.
+    if relay.failing_since is None:
+        return Check(True, "publishing")
+    return Check(
+        False, f"cannot publish for {now - relay.failing_since:.0f}s ({relay.error or 'error'})"
+    )
 
 
 class HealthState:
@@ -215,6 +238,7 @@ class HealthState:
         self.started_at = clock()
         self.loop_beat: float | None = None
         self.snapshot: ProbeSnapshot | None = None
+        self.relay = RelayState()
 
     def beat(self) -> None:
         """The event loop is turning (called every second from inside it)."""
@@ -224,6 +248,16 @@ class HealthState:
         """Record a new round of measurements."""
         self.snapshot = snapshot
 
+    def relay_failing(self, error: str) -> None:
+        """The outbox relay's last attempt failed with ``error`` (an exception class name)."""
+        since = self.relay.failing_since
+        self.relay = RelayState(self.clock() if since is None else since, error)
+
+    def relay_publishing(self) -> None:
+        """The outbox relay's last attempt succeeded."""
+        if self.relay.failing_since is not None:
+            self.relay = RelayState()
+
     def liveness(self) -> Assessment:
         """What /healthz answers now."""
         return assess_liveness(self.loop_beat, self.started_at, self.bounds, self.clock())
@@ -231,7 +265,7 @@ class HealthState:
     def readiness(self) -> Assessment:
         """What /readyz answers now."""
         return assess_readiness(
-            self.snapshot, self.loop_beat, self.started_at, self.bounds, self.clock()
+            self.snapshot, self.loop_beat, self.started_at, self.bounds, self.clock(), self.relay
         )
 
 

@@ -15,7 +15,7 @@ import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 import structlog
@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary
 from services.common.metrics import ServiceMetrics
+from services.common.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -32,6 +33,12 @@ log = structlog.get_logger(__name__)
 
 #: ce_source of every event this product emits.
 PRODUCT_SOURCE = "urn:mash-router"
+
+#: Largest event the relay sends: the dead-letter topic's limit (it carries originals).
+MAX_EVENT_BYTES = DEAD_LETTER_MAX_MESSAGE_BYTES
+
+#: First key of the advisory lock that lets one relay per service publish at a time.
+RELAY_LOCK_CLASS = 0x6F757462  # "outb"
 
 
 def _headers_to_json(headers: Sequence[tuple[str, bytes | None]]) -> str:
@@ -84,8 +91,44 @@ async def enqueue_event(
     return row is not None
 
 
+class RelayHealth(Protocol):
+    """Where the relay reports whether it can publish (the process's health state)."""
+
+    def relay_failing(self, error: str) -> None:
+        """A publish attempt failed with ``error`` (an exception class name)."""
+
+    def relay_publishing(self) -> None:
+        """A publish attempt succeeded (or there was nothing to publish)."""
+
+
+class _NoHealth:
+    def relay_failing(self, error: str) -> None:
+        del error
+
+    def relay_publishing(self) -> None:
+        pass
+
+
+class PublishTimeout(Exception):
+    """The broker did not acknowledge a batch in time (down, or the producer is wedged)."""
+
+
 class OutboxRelay:
-    """Publishes a service's outbox rows to Kafka, in id order, and marks them published."""
+    """Publishes a service's outbox rows to Kafka, in id order, and marks them published.
+
+    Why a fresh producer after any Kafka failure: an idempotent producer numbers its
+    batches per partition, and after a broker restart the broker may refuse those numbers
+    for good (OutOfOrderSequenceNumber, UnknownProducerId, an invalid or fenced epoch, an
+    authorization error after a credential rotation). aiokafka keeps the broken state and
+    never expires an idempotent batch, so retrying with the same producer can wait or fail
+    forever. A new producer gets a new producer id; the rows it sends again are absorbed by
+    the consumers' inboxes (``ce_id``). Each attempt is bounded by ``publish_timeout``.
+
+    Why one relay at a time per service (an advisory lock held while a batch is in flight):
+    with several workers of a service, two relays publishing different batches at once
+    could put a later event for a key on Kafka before an earlier one. Serialised, the
+    rows of all workers leave in id order, which for one key is the order they were made.
+    """
 
     def __init__(
         self,
@@ -97,6 +140,8 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_seconds: float = 1.0,
         retry_max_seconds: float = 30.0,
+        publish_timeout: float = 30.0,
+        health: RelayHealth | None = None,
     ) -> None:
         self.service = service
         self.pool = pool
@@ -105,8 +150,12 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.retry_max_seconds = retry_max_seconds
+        self.publish_timeout = publish_timeout
+        self.health: RelayHealth = health or _NoHealth()
         self.wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        #: Producers created so far (a new one after every Kafka failure).
+        self.producers_created = 0
 
     def notify(self) -> None:
         """Wake the relay now (called after a transaction that enqueued events commits)."""
@@ -119,40 +168,66 @@ class OutboxRelay:
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=5,
+                max_request_size=MAX_EVENT_BYTES,
+                request_timeout_ms=int(self.publish_timeout * 1000),
             )
-            await producer.start()
+            try:
+                await asyncio.wait_for(producer.start(), self.publish_timeout)
+            except BaseException:
+                await _discard(producer)
+                raise
             self._producer = producer
+            self.producers_created += 1
         return self._producer
 
-    async def publish_pending(self) -> int:
-        """Publish one batch of pending rows; return how many were published."""
+    async def _send_all(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Send every row, then wait for every acknowledgement; raise the first failure."""
         producer = await self._producer_started()
+        # Send all, then wait for all: batching keeps the relay fast while acks=all plus
+        # idempotence keeps per-partition order.
+        futures = [
+            await producer.send(
+                r["topic"],
+                value=bytes(r["value"]),
+                key=None if r["key"] is None else bytes(r["key"]),
+                headers=_headers_from_json(r["headers"]),
+            )
+            for r in rows
+        ]
+        # return_exceptions: every future is awaited, so none logs "never retrieved".
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; return how many were published.
+
+        Raises on any failure, after replacing the producer when Kafka was the cause.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", RELAY_LOCK_CLASS, self.service
+            )
             rows = await conn.fetch(
                 """
                 SELECT id, topic, key, value, headers FROM outbox
                 WHERE service = $1 AND published_at IS NULL
                 ORDER BY id
                 LIMIT $2
-                FOR UPDATE SKIP LOCKED
                 """,
                 self.service,
                 self.batch_size,
             )
             if not rows:
                 return 0
-            # Send all, then wait for all: batching keeps the relay fast while acks=all
-            # plus idempotence keeps per-partition order.
-            futures = [
-                await producer.send(
-                    r["topic"],
-                    value=bytes(r["value"]),
-                    key=None if r["key"] is None else bytes(r["key"]),
-                    headers=_headers_from_json(r["headers"]),
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
+            try:
+                await asyncio.wait_for(self._send_all(rows), self.publish_timeout)
+            except (Exception, asyncio.CancelledError) as exc:
+                await self._replace_producer()
+                if isinstance(exc, TimeoutError):
+                    raise PublishTimeout(f"no acknowledgement in {self.publish_timeout}s") from exc
+                raise
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                 [r["id"] for r in rows],
@@ -160,6 +235,11 @@ class OutboxRelay:
         for r in rows:
             self.metrics.outbox_published.labels(topic=r["topic"]).inc()
         return len(rows)
+
+    async def _replace_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _discard(producer)
 
     async def pending_count(self) -> int:
         """Rows of this service still waiting to be published."""
@@ -179,14 +259,19 @@ class OutboxRelay:
             try:
                 while await self.publish_pending() == self.batch_size:
                     pass
+                self.health.relay_publishing()
                 self.metrics.outbox_pending.set(await self.pending_count())
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker or database down: back off, never give up
+                self.health.relay_failing(type(exc).__name__)
                 self.metrics.retries.labels(stage="outbox").inc()
                 log.warning(
-                    "outbox_publish_failed", error_type=type(exc).__name__, delay_seconds=delay
+                    "outbox_publish_failed",
+                    error_type=type(exc).__name__,
+                    delay_seconds=delay,
+                    producer_count=self.producers_created,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_seconds)
@@ -195,7 +280,23 @@ class OutboxRelay:
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        """Flush and close the producer (bounded: a wedged producer is dropped)."""
+        await self._replace_producer()
+
+
+async def _discard(producer: AIOKafkaProducer, grace: float = 5.0) -> None:
+    """Close ``producer`` within ``grace`` seconds, whatever state it is in.
+
+    ``stop()`` flushes first, and an idempotent producer that the broker refuses never
+    finishes flushing; past the grace its sender task is cancelled and its connections
+    closed (aiokafka has no public abort).
+    """
+    with contextlib.suppress(Exception):  # a broken producer's stop may fail in any way
+        await asyncio.wait_for(producer.stop(), grace)
+        return
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(sender.close(), grace)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.client.close(), grace)

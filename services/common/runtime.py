@@ -117,6 +117,8 @@ class ServiceRuntime:
                 batch_size=self.settings.outbox_batch_size,
                 poll_seconds=self.settings.outbox_poll_seconds,
                 retry_max_seconds=self.settings.retry_max_seconds,
+                publish_timeout=self.settings.outbox_publish_timeout_seconds,
+                health=self.health,
             )
             self._relay_task = asyncio.get_running_loop().create_task(
                 self._relay.run(), name="outbox-relay"

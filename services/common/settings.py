@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(
         default=1.0, gt=0, description="Outbox poll interval when nothing wakes the relay."
     )
+    outbox_publish_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long the outbox relay waits for the broker to acknowledge a batch"
+        " before it replaces its producer and tries again.",
+    )
     session_timeout_seconds: float = Field(
         default=30.0,
         ge=6,

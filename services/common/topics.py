@@ -39,6 +39,20 @@ KEYED_TOPICS = (
 
 QUEUE_NAMES = ("single-agency", "initial-assessment", "s47")
 
+#: Largest record an upstream system may publish (the broker refuses larger ones at the
+#: door, so the sender learns at once). Intake dead-letters anything over its own, lower
+#: limit (``MASH_MAX_MESSAGE_BYTES``) with the original bytes.
+INBOUND_MAX_MESSAGE_BYTES = 1024 * 1024
+#: A dead letter carries the original value in base64 (4/3 of up to 1 MiB) plus headers.
+DEAD_LETTER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+#: Topic configs that differ from the broker's defaults.
+TOPIC_CONFIGS: Mapping[str, Mapping[str, str]] = {
+    INBOUND_POLICE: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
+    INBOUND_REFERRALS: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
+    DEAD_LETTER: {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
+}
+
 
 def queue_topic(hub: str, queue: str) -> str:
     """Topic of one hub's queue, e.g. ``mash.queue.east-south.s47.v1``."""
@@ -72,6 +86,6 @@ class TopicNames:
 
     def all_specs(self, hubs: Iterable[str], partitions: int) -> list[TopicSpec]:
         """Every topic of the product, including each hub's three queues."""
-        names = [self(t) for t in KEYED_TOPICS]
-        names += [self.queue(h, q) for h in hubs for q in QUEUE_NAMES]
-        return [TopicSpec(n, partitions) for n in names]
+        specs = [TopicSpec(self(t), partitions, TOPIC_CONFIGS.get(t, {})) for t in KEYED_TOPICS]
+        specs += [TopicSpec(self.queue(h, q), partitions) for h in hubs for q in QUEUE_NAMES]
+        return specs

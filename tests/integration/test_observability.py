@@ -599,6 +599,7 @@ async def test_healthz_and_readyz_answer_on_the_metrics_port(observed: Observed)
             "consumer_assigned",
             "consumer_lag",
             "commit_progress",
+            "outbox_relay",
         }
 
 

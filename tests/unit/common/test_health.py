@@ -114,6 +114,23 @@ def test_a_lagging_partition_without_commits_is_a_stall() -> None:
     assert "no commit for 61s" in verdict.checks["commit_progress"].detail
 
 
+def test_a_relay_that_cannot_publish_is_not_ready_until_it_publishes_again() -> None:
+    state = HealthState(BOUNDS, clock=lambda: NOW)
+    state.publish(snapshot(partition(5, 5)))
+    state.beat()
+    assert state.readiness().ok
+    state.relay_failing("OutOfOrderSequenceNumber")
+    state.clock = lambda: NOW + 42
+    state.beat()
+    state.publish(snapshot(partition(5, 5), taken_at=NOW + 40))
+    state.relay_failing("KafkaConnectionError")  # still failing: the first instant counts
+    verdict = state.readiness()
+    assert failing(verdict.checks) == {"outbox_relay"}
+    assert verdict.checks["outbox_relay"].detail == "cannot publish for 42s (KafkaConnectionError)"
+    state.relay_publishing()
+    assert state.readiness().ok
+
+
 def test_an_idle_partition_may_go_long_without_commits() -> None:
     idle = partition(10, 10, since=NOW - 3600)
     assert assess_readiness(snapshot(idle), NOW, NOW - 100, BOUNDS, NOW).ok

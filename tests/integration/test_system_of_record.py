@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from schemas import examples as ex
 from schemas.events import Feedback
 from services.common.db import apply_migrations, migration_files
+from services.common.health import Bounds, HealthState
+from services.common.kafka import ensure_topics
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_event
-from tests.support import Isolated, Stack, fetchval, isolated_world, read_topic
+from services.common.settings import Settings
+from services.common.topics import TopicSpec
+from tests.support import Isolated, Stack, fetchval, isolated_world, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +115,69 @@ async def test_the_relay_publishes_committed_events_in_order_exactly_once(world:
     assert (
         await fetchval(world.dsn, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL") == 5
     )
+
+
+async def test_a_relay_the_broker_refuses_is_not_ready_replaces_its_producer_and_recovers(
+    world: Isolated,
+) -> None:
+    """A failure the producer cannot get past (here the broker refuses the record as too
+    large for its topic) makes the relay fail its readiness check and start again with a
+    fresh producer each attempt; once the broker accepts, the rows go out by themselves."""
+    topic = world.topics("relay-refused")
+    await ensure_topics(
+        [world.stack.bootstrap], [TopicSpec(topic, 1, {"max.message.bytes": "200"})]
+    )
+    event = Feedback.model_validate({**ex.feedback(), "feedback_id": "fb-refused"})
+    health = HealthState(Bounds.from_settings(Settings()))
+    pool = await asyncpg.create_pool(world.dsn)
+    relay = OutboxRelay(
+        service="test",
+        pool=pool,
+        bootstrap_servers=[world.stack.bootstrap],
+        metrics=ServiceMetrics("test"),
+        poll_seconds=0.2,
+        retry_max_seconds=0.5,
+        publish_timeout=10.0,
+        health=health,
+    )
+    running = asyncio.get_running_loop().create_task(relay.run())
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue_event(
+                conn,
+                service="test",
+                topic=topic,
+                key="agency-1",
+                event_id=event.feedback_id,
+                data=event,
+                time=datetime.now(UTC),
+            )
+        relay.notify()
+
+        async def refused_twice() -> bool:
+            return health.relay.failing_since is not None and relay.producers_created >= 2
+
+        await wait_until(refused_twice, timeout=60, what="the relay to fail and retry")
+        assert health.relay.error == "MessageSizeTooLargeError"
+        assert not health.readiness().checks["outbox_relay"].ok
+        admin = AIOKafkaAdminClient(bootstrap_servers=world.stack.bootstrap)
+        await admin.start()
+        try:
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "1048576"})]
+            )
+        finally:
+            await admin.close()
+
+        async def published() -> bool:
+            return health.relay.failing_since is None and await relay.pending_count() == 0
+
+        await wait_until(published, timeout=60, what="the relay to publish by itself")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await relay.stop()
+        await pool.close()
+    records = await read_topic(world.stack.bootstrap, topic)
+    assert [r.headers["ce_id"] for r in records] == [event.feedback_id]

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := python3 deploy/local/stack.py
 
-.PHONY: run stop test lint format bench stack stack-down venv schemas clean
+.PHONY: run stop test faults lint format bench stack stack-down venv schemas clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mash-router needs Python 3.11 (found " + sys.version.split()[0] + ")"'
@@ -43,6 +43,9 @@ schemas: venv ## re-export the JSON Schema files after changing the models
 
 test: venv stack lint ## lint, type-check and the whole suite against the real broker and database
 	$(VENV)/bin/pytest
+
+faults: venv ## the fault suite alone (its own broker and database); prints the fault table
+	$(VENV)/bin/pytest -m faults tests/faults
 
 bench: venv stack ## benchmarks that print figures (no pass/fail)
 	$(PY) -m tests.bench.bench_pipeline

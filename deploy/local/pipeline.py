@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import DEFAULT_METRICS_PORTS, Settings
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
+from services.tools.jsonl import ReplayRecord
 from services.tools.simulate import SimulationRequest, generate, load_calibration
 
 SERVICES = ("intake", "screening", "routing", "notifications")
@@ -55,16 +57,21 @@ class ServiceProcesses:
             return None
         return pid
 
-    def start(self, service: str) -> None:
-        """Start ``service`` unless it already runs."""
+    def start(self, service: str, extra_env: Mapping[str, str] | None = None) -> None:
+        """Start ``service`` unless it already runs.
+
+        ``service`` may name a further worker of a service, ``screening-2``: the same
+        service in its own process (same consumer group), with its own log and PID file.
+        ``extra_env`` adds to the environment of this process only (e.g. its metrics port).
+        """
         if self.running_pid(service) is not None:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{service}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service}"],
+            [sys.executable, "-m", f"services.{service_of(service)}"],
             cwd=REPO,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -99,9 +106,18 @@ class ServiceProcesses:
         self.pid_file(service).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
-        """Stop every service."""
-        for service in SERVICES:
+        """Stop every service, and every further worker started from this run dir."""
+        workers = {p.stem for p in self.run_dir.glob("*.pid")} | set(self.procs)
+        for service in sorted(workers | set(SERVICES)):
             self.stop(service)
+
+
+def service_of(worker: str) -> str:
+    """The service a worker name belongs to: ``screening-2`` -> ``screening``."""
+    service = worker.split("-", 1)[0]
+    if service not in SERVICES:
+        raise ValueError(f"{worker!r} names no service; expected one of {SERVICES}")
+    return service
 
 
 #: How many simulated contacts have travelled the whole way: recorded, acknowledged, and
@@ -173,17 +189,23 @@ def _stack(*args: str) -> None:
     subprocess.run([sys.executable, str(REPO / "deploy/local/stack.py"), *args], check=True)
 
 
-def simulated_event_ids(seed: int, contacts: int, topology: str) -> list[str]:
-    """The inbound event ids of the valid contacts ``mash simulate`` will publish."""
-    request = SimulationRequest(seed=seed, count=contacts)
+def simulated_event_ids(
+    seed: int, contacts: int, topology: str, bad_rate: float | None = None
+) -> tuple[list[str], int]:
+    """The inbound event ids of the valid contacts ``mash simulate`` will publish (binary
+    and structured mode alike), and how many bad messages it sends besides."""
+    request = SimulationRequest(seed=seed, count=contacts, bad_rate=bad_rate)
     simulated = generate(request, load_calibration(), load_topology(topology))
-    return [
-        value.decode()
-        for sim in simulated
-        if sim.kind != "bad"
-        for name, value in sim.record.headers
-        if name == "ce_id" and value is not None
-    ]
+    ids = [_event_id(sim.record) for sim in simulated if sim.kind != "bad"]
+    return ids, sum(sim.kind == "bad" for sim in simulated)
+
+
+def _event_id(record: ReplayRecord) -> str:
+    for name, value in record.headers:
+        if name == "ce_id" and value is not None:
+            return value.decode()
+    # Structured mode: the id is in the envelope.
+    return str(json.loads(record.value or b"{}")["id"])
 
 
 def run(wait_seconds: float, contacts: int, seed: int) -> int:
@@ -204,7 +226,7 @@ def run(wait_seconds: float, contacts: int, seed: int) -> int:
     simulate += ["--count", str(contacts), "--to-kafka", "--no-progress"]
     print("$ mash " + " ".join(simulate[3:]))
     subprocess.run(simulate, check=True, env=os.environ)
-    event_ids = simulated_event_ids(seed, contacts, settings.topology)
+    event_ids, _ = simulated_event_ids(seed, contacts, settings.topology)
     asyncio.run(wait_for_contacts(settings.database_url, event_ids, wait_seconds))
     print(asyncio.run(summary(settings.database_url)))
     print()

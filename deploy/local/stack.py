@@ -4,6 +4,7 @@
     python3 deploy/local/stack.py up [--timeout 90] [--reset] [--fast]
     python3 deploy/local/stack.py status
     python3 deploy/local/stack.py down
+    python3 deploy/local/stack.py stop kafka|postgres [--kill]   # one server (fault tests)
     python3 deploy/local/stack.py env          # eval "$(python3 deploy/local/stack.py env)"
 
 * Kafka: a real single-node Apache Kafka broker (KRaft, combined broker+controller) run
@@ -819,19 +820,22 @@ def kafka_wait(cfg: Config, launch: KafkaLaunch, timeout: float) -> None:
         say(f"kafka ready in {elapsed:.1f}s on {cfg.bootstrap} (pid {launch.pid})")
 
 
-def kafka_stop(cfg: Config) -> None:
-    """SIGTERM the broker, wait up to 30 s, then SIGKILL; remove the PID file."""
+def kafka_stop(cfg: Config, *, kill: bool = False) -> None:
+    """SIGTERM the broker, wait up to 30 s, then SIGKILL; remove the PID file.
+
+    ``kill`` sends SIGKILL at once: a crash, as the fault tests need it.
+    """
     pid = kafka_pid(cfg)
     if pid is None:
         say("kafka: not running")
         return
     started = time.monotonic()
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     deadline = started + KAFKA_STOP_GRACE
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    how = "SIGTERM"
+    how = "SIGKILL" if kill else "SIGTERM"
     if pid_alive(pid):
         how = "SIGKILL after 30s"
         with contextlib.suppress(ProcessLookupError):
@@ -1169,6 +1173,18 @@ def cmd_down(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(cfg: Config, args: argparse.Namespace) -> int:
+    """Stop one local server, gracefully or (Kafka, ``--kill``) with SIGKILL; ``up`` restarts it."""
+    if args.kill and args.server != "kafka":
+        raise StackError("--kill is for kafka; postgres always stops with pg_ctl -m fast")
+    with stack_lock(cfg):
+        if args.server == "kafka":
+            kafka_stop(cfg, kill=args.kill)
+        else:
+            pg_stop(cfg)
+    return 0
+
+
 def _status_line(name: str, up: bool, pid: str, address: str, note: str) -> str:
     state = "up" if up else "down"
     return f"{name:<9} {state:<5} pid {pid:<9} {address:<22} {note}".rstrip()
@@ -1246,12 +1262,12 @@ def display_path() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI: up | down | status | env."""
+    """The CLI: up | down | stop | status | env."""
     parser = argparse.ArgumentParser(
         prog="stack.py",
         description=f"Local Apache Kafka {KAFKA_VERSION} (KRaft) + PostgreSQL for mash-router.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{up,down,status,env}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{up,down,stop,status,env}")
     up = sub.add_parser("up", help="start both servers (idempotent) and wait until they answer")
     up.add_argument(
         "--timeout",
@@ -1271,6 +1287,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(handler=cmd_up)
     sub.add_parser("down", help="stop both local servers").set_defaults(handler=cmd_down)
+    stop = sub.add_parser("stop", help="stop one local server (fault tests); up restarts it")
+    stop.add_argument("server", choices=("kafka", "postgres"))
+    stop.add_argument("--kill", action="store_true", help="SIGKILL the broker (a crash)")
+    stop.set_defaults(handler=cmd_stop)
     sub.add_parser("status", help="exit 0 only if both answer").set_defaults(handler=cmd_status)
     sub.add_parser("env", help="print export lines").set_defaults(handler=cmd_env)
     return parser

@@ -37,6 +37,9 @@ PRODUCT_SOURCE = "urn:mash-router"
 #: Largest event the relay sends: the dead-letter topic's limit (it carries originals).
 MAX_EVENT_BYTES = DEAD_LETTER_MAX_MESSAGE_BYTES
 
+#: How long a batch may wait for its acknowledgements before readiness says so.
+ACK_PATIENCE_SECONDS = 5.0
+
 #: First key of the advisory lock that lets one relay per service publish at a time.
 RELAY_LOCK_CLASS = 0x6F757462  # "outb"
 
@@ -222,7 +225,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             try:
-                await asyncio.wait_for(self._send_all(rows), self.publish_timeout)
+                await self._send_watched(rows)
             except (Exception, asyncio.CancelledError) as exc:
                 await self._replace_producer()
                 if isinstance(exc, TimeoutError):
@@ -235,6 +238,22 @@ class OutboxRelay:
         for r in rows:
             self.metrics.outbox_published.labels(topic=r["topic"]).inc()
         return len(rows)
+
+    async def _send_watched(self, rows: Sequence[asyncpg.Record]) -> None:
+        """:meth:`_send_all` within ``publish_timeout``; a batch still unacknowledged after
+        a few seconds already counts as failing for readiness (a healthy broker answers in
+        milliseconds, and the next stage waits meanwhile)."""
+        patience = min(ACK_PATIENCE_SECONDS, self.publish_timeout / 2)
+        sending = asyncio.ensure_future(self._send_all(rows))
+        try:
+            done, _ = await asyncio.wait({sending}, timeout=patience)
+            if not done:
+                self.health.relay_failing("AwaitingAcknowledgement")
+                await asyncio.wait_for(sending, self.publish_timeout - patience)
+            sending.result()
+        finally:
+            if not sending.done():
+                sending.cancel()
 
     async def _replace_producer(self) -> None:
         producer, self._producer = self._producer, None

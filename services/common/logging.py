@@ -44,6 +44,7 @@ SAFE_FIELDS = frozenset(
         "ce_type",
         "rule_set_version",
         "agency_type",
+        "expected_offset",
     }
 )
 #: Suffixes of field names that are always safe (identifiers, counts, durations).

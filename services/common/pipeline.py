@@ -25,6 +25,7 @@ from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.ids import derive_id
 from services.common.kafka import InboundMessage, inbound_message, raw_topic
+from services.common.order import ORDER_PATIENCE_SECONDS, OutOfOrder, claim_position
 from services.common.outbox import enqueue_event
 from services.common.runtime import ServiceRuntime
 from services.common.topics import DEAD_LETTER
@@ -109,6 +110,9 @@ class Rejected(Exception):
         return cls(DeadLetterReason.INVALID_TRANSITION, [FieldError(path=path, message=message)])
 
 
+#: How often an early event checks whether the events before it have been applied.
+ORDER_POLL_SECONDS = 0.2
+
 Effect = Callable[[Received], Awaitable[str]]
 """An effect applies one event and returns a short outcome word for the inbox/audit."""
 
@@ -140,10 +144,14 @@ def dead_letter_for(
 
 
 async def _record_dead_letter(
-    runtime: ServiceRuntime, message: InboundMessage, error: ContractError | Rejected
+    runtime: ServiceRuntime,
+    message: InboundMessage,
+    error: ContractError | Rejected,
+    accept_gap: bool,
 ) -> None:
     letter = dead_letter_for(message, error, runtime.service, datetime.now(UTC))
     async with runtime.pool.acquire() as conn, conn.transaction():
+        await claim_position(conn, runtime.service, message, accept_gap=accept_gap)
         inserted = await conn.fetchval(
             """
             INSERT INTO dead_letters
@@ -189,8 +197,10 @@ async def _apply_once(
     event: CloudEvent,
     payload: ContractModel,
     effect: Effect,
+    accept_gap: bool,
 ) -> None:
     async with runtime.pool.acquire() as conn, conn.transaction():
+        await claim_position(conn, runtime.service, message, accept_gap=accept_gap)
         claimed = await conn.fetchval(
             """
             INSERT INTO processed_events (service, event_id, topic, "partition", "offset", outcome)
@@ -273,6 +283,8 @@ async def _consume(
     started = time.perf_counter()
     runtime.metrics.events_consumed.labels(topic=message.topic).inc()
     delay = 0.2
+    waited_for_order = 0.0
+    accept_gap = False
     while True:
         try:
             try:
@@ -281,12 +293,24 @@ async def _consume(
                 )
                 with structlog.contextvars.bound_contextvars(event_id=event.id):
                     payload = validate_data(event, accepted)
-                    await _apply_once(runtime, message, event, payload, effect)
+                    await _apply_once(runtime, message, event, payload, effect, accept_gap)
             except (ContractError, Rejected) as error:
-                await _record_dead_letter(runtime, message, error)
+                await _record_dead_letter(runtime, message, error, accept_gap)
             break
         except asyncio.CancelledError:
             raise
+        except OutOfOrder as early:
+            # An earlier offset of this partition is still with another worker: wait for
+            # it, but never for ever (see services/common/order.py).
+            if waited_for_order == 0.0:
+                runtime.log.info("input_out_of_order_waiting", expected_offset=early.expected)
+            if waited_for_order >= ORDER_PATIENCE_SECONDS:
+                runtime.log.error("input_order_gap", expected_offset=early.expected)
+                accept_gap = True
+                continue
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+            waited_for_order += ORDER_POLL_SECONDS
+            continue
         # Database/broker trouble or a bug: retry, never skip. The exception text is not
         # logged because driver messages can quote row values.
         except Exception as exc:

@@ -3,8 +3,9 @@ to, printed at the end of the run (and kept in ``.run/faults/table.md``)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,8 @@ from tests.support import REPO, Isolated, isolated_world
 
 #: Rows of this run, in the order the scenarios ran.
 FAULT_ROWS: list[Row] = []
-TABLE_FILE = REPO / ".run" / "faults" / "table.md"
+RUN_DIR = REPO / ".run" / "faults"
+TABLE_FILE = RUN_DIR / "table.md"
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +34,12 @@ async def world(fault_stack: FaultStack) -> Isolated:
 
 
 @pytest.fixture
-async def pipeline(world: Isolated, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    """The scenario's workers; their log tails are printed when it fails."""
-    workers = Pipeline(world, tmp_path)
+async def pipeline(world: Isolated, request: pytest.FixtureRequest) -> AsyncIterator[Pipeline]:
+    """The scenario's workers; their logs stay in ``.run/faults/<scenario>/logs`` (the
+    last run of each scenario) and their tails are printed when it fails."""
+    run_dir = RUN_DIR / re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    workers = Pipeline(world, run_dir)
     yield workers
     workers.stop_all()
     for tail in workers.log_tails():

@@ -1,0 +1,95 @@
+"""Per-partition input order: a service applies a partition's events in offset order.
+
+Kafka hands one partition to one consumer in order, but around a rebalance Faust can hand
+a later offset to the new owner while the old one is still applying earlier ones (seen by
+the fault suite's scale-out scenario: a later contact about a child screened before an
+earlier one, about one run in five). Left alone, the later event's effect and output come
+first for that key.
+
+The invariant: ``input_positions.next_offset`` is the lowest offset of the partition not
+yet applied (or dead-lettered) by the service. Every transaction that applies an event
+first locks that row (so two workers never apply one partition's events at once) and
+checks the event's offset against it:
+
+* equal: apply it and move the row on by one;
+* lower: a re-delivery of an offset already passed: apply as usual (the inbox absorbs it);
+* higher: an earlier offset has not been applied. The transaction is refused
+  (:class:`OutOfOrder`) and the consumer waits (:data:`ORDER_PATIENCE_SECONDS`) for the
+  worker still holding the earlier events. If they have not come by then, nothing holds
+  them any more (Faust can commit past offsets it never delivered): the event is applied
+  anyway, the row jumps past it and the gap is logged (``input_order_gap``, with the first
+  missing offset) for ops to replay — never a stall, never a silent skip.
+
+The first event a service sees on a partition sets the row (a new consumer group starts at
+the partition's first offset). Offsets of these topics are contiguous: the product writes
+them with idempotent, non-transactional producers and never compacts them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.common.db import Connection
+    from services.common.kafka import InboundMessage
+
+
+class OutOfOrder(Exception):
+    """An event arrived before an earlier offset of its partition was applied."""
+
+    def __init__(self, expected: int, offset: int) -> None:
+        super().__init__(f"offset {offset} arrived before {expected}")
+        self.expected = expected
+        self.offset = offset
+
+
+#: How long an early event waits for the earlier ones before it is applied anyway.
+ORDER_PATIENCE_SECONDS = 10.0
+
+
+async def claim_position(
+    conn: Connection, service: str, message: InboundMessage, *, accept_gap: bool = False
+) -> bool:
+    """Lock the partition's position in the caller's transaction and check ``message``.
+
+    Returns True when the message is the next one (the position moves past it), False for a
+    re-delivery of an offset already passed; raises :class:`OutOfOrder` when it is early,
+    unless ``accept_gap`` (patience ran out): then the position jumps past it.
+    """
+    key = (service, message.topic, message.partition)
+    expected: int | None = await conn.fetchval(
+        """
+        SELECT next_offset FROM input_positions
+        WHERE service = $1 AND topic = $2 AND "partition" = $3
+        FOR UPDATE
+        """,
+        *key,
+    )
+    if expected is None:
+        inserted = await conn.fetchval(
+            """
+            INSERT INTO input_positions (service, topic, "partition", next_offset)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT DO NOTHING
+            RETURNING next_offset
+            """,
+            *key,
+            message.offset + 1,
+        )
+        if inserted is not None:
+            return True
+        # Another worker created the row first: check against it.
+        return await claim_position(conn, service, message, accept_gap=accept_gap)
+    if message.offset < expected:
+        return False
+    if message.offset > expected and not accept_gap:
+        raise OutOfOrder(expected, message.offset)
+    await conn.execute(
+        """
+        UPDATE input_positions SET next_offset = $4
+        WHERE service = $1 AND topic = $2 AND "partition" = $3
+        """,
+        *key,
+        message.offset + 1,
+    )
+    return True

@@ -184,6 +184,27 @@ def run_mash(
     )
 
 
+def mash_into_closed_pipe(
+    cwd: Path, env: Mapping[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``mash`` with stdout a pipe whose reader has already gone (``mash ... | head -0``)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [*MASH, *args],
+            cwd=cwd,
+            env=env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
 #: A record to publish: (topic, key, value, headers).
 Outgoing = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -108,9 +109,15 @@ def keep_fetched_messages_on_resume(app: faust.App) -> None:
 
 def make_app(service: str, settings: Settings) -> faust.App:
     """The Faust app of ``service``: group ``mash-<service>``, at-least-once, no Faust web."""
+    # Faust makes a data folder per app even with in-memory tables, by default in the
+    # working directory; keep them together under MASH_DATA_DIR (Faust creates only the
+    # last level itself).
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"mash-{service}{settings.group_suffix}",
         broker=[f"kafka://{b}" for b in settings.bootstrap_list],
+        datadir=data_dir / "{conf.name}-data",
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

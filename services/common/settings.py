@@ -17,7 +17,8 @@ DEFAULT_METRICS_PORTS = {"intake": 9101, "screening": 9102, "routing": 9103, "no
 
 
 class Settings(BaseSettings):
-    """Runtime configuration shared by the four services (see README "Configuration")."""
+    """Runtime configuration shared by the four services and the lag exporter (see README
+    "Configuration")."""
 
     model_config = SettingsConfigDict(env_prefix="MASH_", extra="ignore", frozen=True)
 
@@ -59,6 +60,19 @@ class Settings(BaseSettings):
         default=300.0,
         gt=0,
         description="/readyz fails when a lagging partition has not committed for this long.",
+    )
+    lag_exporter_port: int = Field(
+        default=9105,
+        ge=1,
+        le=65535,
+        description="Port of the lag exporter's /metrics, /healthz and /readyz"
+        " (python -m services.tools.lag_exporter).",
+    )
+    lag_exporter_poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the lag exporter reads the mash-* consumer groups' committed"
+        " offsets and the topics' end offsets from the broker.",
     )
     record_gauges_seconds: float = Field(
         default=15.0,
@@ -117,6 +131,11 @@ class Settings(BaseSettings):
     )
     sla_scan_seconds: float = Field(
         default=5.0, gt=0, description="How often routing looks for missed deadlines."
+    )
+    data_dir: str = Field(
+        default=".run/faust",
+        description="Where Faust keeps its per-app data folders (relative: to the working"
+        " directory, the repository when started by make run).",
     )
 
     @cached_property

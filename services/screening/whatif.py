@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -165,37 +165,40 @@ class WhatIfResult:
         """Write :meth:`to_dict` as JSON."""
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
-    def write_csv(self, path: Path) -> None:
-        """Write one row per contact that moves."""
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
+    def write_csv(self, path: Path | TextIO) -> None:
+        """Write one row per contact that moves, to a file or an open text stream."""
+        if isinstance(path, Path):
+            with path.open("w", newline="", encoding="utf-8") as out:
+                self.write_csv(out)
+            return
+        writer = csv.writer(path)
+        writer.writerow(
+            [
+                "contact_id",
+                "contact_reference",
+                "hub",
+                "from",
+                "to",
+                "from_level",
+                "to_level",
+                "baseline_rules",
+                "candidate_rules",
+            ]
+        )
+        for m in self.moved:
             writer.writerow(
                 [
-                    "contact_id",
-                    "contact_reference",
-                    "hub",
-                    "from",
-                    "to",
-                    "from_level",
-                    "to_level",
-                    "baseline_rules",
-                    "candidate_rules",
+                    m.contact_id,
+                    m.contact_reference,
+                    m.hub,
+                    m.from_outcome,
+                    m.to_outcome,
+                    m.from_level,
+                    m.to_level,
+                    " ".join(m.baseline_rules),
+                    " ".join(m.candidate_rules),
                 ]
             )
-            for m in self.moved:
-                writer.writerow(
-                    [
-                        m.contact_id,
-                        m.contact_reference,
-                        m.hub,
-                        m.from_outcome,
-                        m.to_outcome,
-                        m.from_level,
-                        m.to_level,
-                        " ".join(m.baseline_rules),
-                        " ".join(m.candidate_rules),
-                    ]
-                )
 
     def render(self, max_moves: int = 20) -> str:
         """A plain-text report: the matrix, totals and the first contacts that move."""

@@ -1,10 +1,11 @@
 """The ``mash`` command: replay, simulate, whatif and topics for developers and ops.
 
 Exit codes: 0 done, 1 failed (broker unreachable, unreadable file...), 2 asked wrongly
-(bad arguments, a refused write, a command not available), 130 interrupted. Every error
-is one line on stderr. Broker address and topic prefix come from the one settings object
-(``KAFKA_BOOTSTRAP_SERVERS``, ``MASH_TOPIC_PREFIX``); ``--bootstrap-servers`` and
-``--prefix`` override them for one run.
+(bad arguments, a refused write, a command not available), 130 interrupted, 141 stdout
+closed by its reader. Every error is one line on stderr: ``mash: error: <message>``. ``-``
+as a file is stdin or stdout; ``--json`` prints JSON on stdout. Broker address and topic
+prefix come from the one settings object (``KAFKA_BOOTSTRAP_SERVERS``,
+``MASH_TOPIC_PREFIX``); ``--bootstrap-servers`` and ``--prefix`` override them for one run.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import sys
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import structlog
 from rich.console import Console
 from rich.table import Table
 
+from services.common.metrics import build_version
 from services.common.settings import Settings
 from services.common.topology import TopologyError, load_topology
-from services.tools.errors import EXIT_OK, Interrupted, ToolError, UsageError
+from services.tools.errors import EXIT_BROKEN_PIPE, EXIT_OK, Interrupted, ToolError, UsageError
 from services.tools.inventory import inventory, product_topics
 from services.tools.jsonl import to_line
 from services.tools.naming import deployed
@@ -48,7 +50,11 @@ from services.tools.simulate import (
     load_calibration,
     summarise,
 )
-from services.tools.whatif import run_whatif
+from services.tools.stdio import is_stdio
+from services.tools.whatif import WhatIfRequest, run_whatif
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 T = TypeVar("T")
 
@@ -59,6 +65,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Raise instead of printing the usage block."""
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        # argparse ignores a failed write; let main() see a closed stdout after --help or
+        # --version as it does after any other output.
+        if message:
+            (file or sys.stderr).write(message)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -87,6 +99,8 @@ examples:
   # production inbound into a developer's world (different prefixes each side)
   mash replay --from-topic mash.inbound.police-notifications.v1 --source-prefix '' \\
       --target-prefix dev1. --to-topic mash.inbound.police-notifications.v1 --allow-inbound
+  # - is stdout for --to-file and stdin for --from-file: pipe records through other tools
+  mash replay --from-topic mash.decisions.v1 --to-file - | wc -l
   # carry on after Ctrl-C or a crash: the same command with --resume
   mash replay --from-topic mash.contacts.v1 --to-file contacts.jsonl --resume
 
@@ -101,12 +115,15 @@ examples:
   # one simulated week (about 1,000 contacts) into a file, then onto the local pipeline
   mash simulate --seed 7 --weeks 1 --start 2026-01-05 --to-file week.jsonl
   mash replay --from-file week.jsonl --allow-inbound
+  # the same without the file (- is stdout; the summary then goes to stderr)
+  mash simulate --seed 7 --count 50 --to-file - | mash replay --from-file - --allow-inbound
   # straight onto Kafka at 20 messages/s, 5% bad messages
   mash simulate --seed 7 --count 200 --bad-rate 0.05 --rate 20 --to-kafka
   # a capacity test on today's clock (deadlines run from now, not from a past week)
-  mash simulate --start today --weeks 1 --rate 100 --to-kafka --keep-timestamps
-  # a month, with your own mix
-  mash simulate --weeks 4 --calibration my-mix.yaml --to-file month.jsonl --summary json
+  mash simulate --start today --weeks 1 --rate 100 --to-kafka
+  # a month with your own mix (a changed copy of services/tools/simulation.yaml), summary
+  # as JSON
+  mash simulate --weeks 4 --calibration my-mix.yaml --to-file month.jsonl --json
 
 The same seed and options always give byte-identical messages. The mix (sources,
 incident types, DASH, repeats, households, bad messages) is services/tools/simulation.yaml.
@@ -114,10 +131,14 @@ incident types, DASH, repeats, households, bad messages) is services/tools/simul
 
 WHATIF_EXAMPLES = """\
 examples:
+  # your draft is a changed copy of a shipped rule set (services/screening/rulesets/)
   mash replay --from-topic mash.contacts.v1 --to-file contacts.jsonl
-  mash whatif contacts.jsonl --candidate default-v2
+  mash whatif contacts.jsonl --candidate ./draft-rules.yaml
   mash whatif contacts.jsonl --baseline default-v1 --candidate ./draft-rules.yaml \\
       --csv moved.csv --json whatif.json
+  # straight from the topic (- is stdin), the result as JSON on stdout
+  mash replay --from-topic mash.contacts.v1 --to-file - \\
+      | mash whatif - --candidate ./draft-rules.yaml --json
 """
 
 TOPICS_EXAMPLES = """\
@@ -148,9 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``mash`` argument parser with its four subcommands."""
     parser = _Parser(
         prog="mash",
-        description="Developer tooling for mash-router: replay, simulate, whatif, topics.",
-        epilog="Run 'mash <command> --help' for a command's options and examples.",
+        description="Developer tooling for mash-router: replay, simulate, whatif, topics,"
+        " deadletters.",
+        epilog="Run 'mash <command> --help' for a command's options and examples. A file"
+        " named - is stdin or stdout. Exit codes: 0 done, 1 failed, 2 asked wrongly,"
+        " 130 interrupted, 141 stdout closed by its reader.",
     )
+    parser.add_argument("--version", action="version", version=f"mash {build_version()}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     commands.required = True
 
@@ -166,14 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(replay)
     source = replay.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-topic", metavar="TOPIC", help="read this topic")
-    source.add_argument("--from-file", metavar="FILE", type=Path, help="read this JSONL file")
+    source.add_argument(
+        "--from-file", metavar="FILE", type=Path, help="read this JSONL file (-: stdin)"
+    )
     target = replay.add_mutually_exclusive_group()
     target.add_argument(
         "--to-topic",
         metavar="TOPIC",
         help="write to this topic (a file source without it: each record to its own topic)",
     )
-    target.add_argument("--to-file", metavar="FILE", type=Path, help="write a JSONL file")
+    target.add_argument(
+        "--to-file", metavar="FILE", type=Path, help="write a JSONL file (-: stdout)"
+    )
     pick = replay.add_argument_group("what to copy")
     pick.add_argument(
         "--partition", type=int, action="append", metavar="N", help="only this partition"
@@ -226,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(simulate)
     out = simulate.add_mutually_exclusive_group(required=True)
-    out.add_argument("--to-file", metavar="FILE", type=Path, help="write a JSONL file")
+    out.add_argument("--to-file", metavar="FILE", type=Path, help="write a JSONL file (-: stdout)")
     out.add_argument(
         "--to-kafka", action="store_true", help="publish to the inbound topics (with --prefix)"
     )
@@ -250,14 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--rate", type=float, metavar="MSG_PER_S", help="publishing rate with --to-kafka"
     )
-    simulate.add_argument("--calibration", type=Path, help="calibration YAML (default: shipped)")
+    simulate.add_argument(
+        "--calibration", type=Path, help="calibration YAML (default: shipped; -: stdin)"
+    )
     simulate.add_argument(
         "--topology", help="hub topology for addresses (default: MASH_TOPOLOGY, two-hubs)"
     )
     simulate.add_argument(
         "--keep-timestamps",
         action="store_true",
-        help="with --to-kafka: stamp records with their simulated receive time",
+        help="with --to-kafka: stamp records with their simulated receive time (the broker"
+        " refuses times far ahead, so not with --start today)",
     )
     simulate.add_argument(
         "--create-topics", action="store_true", help="create missing inbound topics"
@@ -267,7 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--summary",
         choices=("table", "json", "none"),
         default="table",
-        help="what to print on stdout afterwards (default table)",
+        help="what to print on stdout afterwards (default table; stderr with --to-file -)",
+    )
+    simulate.add_argument(
+        "--json",
+        action="store_const",
+        const="json",
+        dest="summary",
+        help="the summary as JSON (same as --summary json)",
     )
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(handler=_simulate)
@@ -281,13 +320,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=WHATIF_EXAMPLES,
         formatter_class=_FORMATTER,
     )
-    whatif.add_argument("contacts", type=Path, help="JSONL of contacts or replay records")
+    whatif.add_argument(
+        "contacts", type=Path, help="JSONL of contacts or replay records (-: stdin)"
+    )
     whatif.add_argument(
         "--baseline", default="default-v1", help="rule set: shipped name or YAML path"
     )
     whatif.add_argument("--candidate", required=True, help="rule set: shipped name or YAML path")
-    whatif.add_argument("--json", type=Path, metavar="FILE", help="also write the result as JSON")
-    whatif.add_argument("--csv", type=Path, metavar="FILE", help="also write moved contacts as CSV")
+    whatif.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=Path("-"),
+        metavar="FILE",
+        help="the result as JSON: on stdout instead of the report, or also into FILE",
+    )
+    whatif.add_argument(
+        "--csv", type=Path, metavar="FILE", help="also write moved contacts as CSV (-: stdout)"
+    )
     whatif.set_defaults(handler=_whatif)
 
     topics = commands.add_parser(
@@ -295,14 +345,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the product's topics, end offsets and consumer lag",
         description="List the product's topics (the catalogue and the hub queues of the"
         " active topology, under the prefix) with partition counts, end offsets and the lag"
-        " of each mash-* consumer group.",
+        " of each mash-* consumer group. Fails (exit 1) when none of them exists under the"
+        " prefix.",
         epilog=TOPICS_EXAMPLES,
         formatter_class=_FORMATTER,
     )
     _common(topics)
     topics.add_argument("--topology", help="hub topology (default: MASH_TOPOLOGY, two-hubs)")
-    topics.add_argument("--json", action="store_true", help="JSON instead of a table")
+    topics.add_argument("--json", action="store_true", help="JSON instead of the table")
     topics.set_defaults(handler=_topics)
+
+    # mash deadletters: its options and handlers live in services/tools/deadletters.py,
+    # which borrows this module's conventions (common options, settings, signals).
+    from services.tools.deadletters import CliHooks, register
+
+    register(
+        commands,
+        CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
+    )
     return parser
 
 
@@ -355,6 +415,19 @@ def _progress_enabled(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
+class _Console(Console):
+    """A rich console that lets a closed stdout surface as BrokenPipeError."""
+
+    def on_broken_pipe(self) -> None:
+        # rich's own handling exits 1; main() owns that decision for every command.
+        raise BrokenPipeError
+
+
+def _report_stream(data_to_stdout: bool) -> IO[str]:
+    """Where the human-readable report goes: stderr when stdout carries data (``-``)."""
+    return sys.stderr if data_to_stdout else sys.stdout
+
+
 # --- subcommands ---------------------------------------------------------------------------
 
 
@@ -368,6 +441,8 @@ def _replay(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+    if is_stdio(args.checkpoint):
+        raise UsageError("--checkpoint must be a file: it is read back on --resume")
     selection = Selection(
         partitions=frozenset(args.partition) if args.partition else None,
         start_offset=args.start_offset,
@@ -406,18 +481,19 @@ def _replay(args: argparse.Namespace) -> int:
     state = "done" if result.complete else "stopped early (--resume to carry on)"
     print(
         f"copied {result.copied} records ({result.scanned} read) to {where}; {state};"
-        f" checkpoint {result.checkpoint}"
+        f" checkpoint {result.checkpoint}",
+        file=_report_stream(is_stdio(args.to_file)),
     )
     return EXIT_OK
 
 
-def _print_summary(summary: Summary, how: str) -> None:
+def _print_summary(summary: Summary, how: str, stream: IO[str]) -> None:
     if how == "none":
         return
     if how == "json":
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(json.dumps(summary.as_dict(), indent=2), file=stream)
         return
-    console = Console()
+    console = _Console(file=stream)
     head = Table(title="simulated contacts", show_header=False)
     for label, value in (
         ("contacts", summary.contacts),
@@ -471,7 +547,7 @@ def _simulate(args: argparse.Namespace) -> int:
     records = [s.record for s in simulated]
     if args.to_file is not None:
         _write_jsonl(args.to_file, records, overwrite=args.overwrite)
-        where = str(args.to_file)
+        where = "stdout" if is_stdio(args.to_file) else str(args.to_file)
     else:
         progress = make_progress(_progress_enabled(args))
         try:
@@ -492,11 +568,16 @@ def _simulate(args: argparse.Namespace) -> int:
             raise Interrupted("interrupted; some simulated messages were not published") from None
         where = f"Kafka ({settings.topic_prefix or 'no prefix'})"
     print(f"wrote {len(records)} messages to {where}", file=sys.stderr)
-    _print_summary(summarise(simulated), args.summary)
+    _print_summary(summarise(simulated), args.summary, _report_stream(is_stdio(args.to_file)))
     return EXIT_OK
 
 
 def _write_jsonl(path: Path, records: Sequence[Any], *, overwrite: bool) -> None:
+    if is_stdio(path):
+        for record in records:
+            sys.stdout.write(to_line(record) + "\n")
+        sys.stdout.flush()
+        return
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists: add --overwrite to replace it")
     temporary = path.with_name(path.name + ".tmp")
@@ -510,13 +591,9 @@ def _write_jsonl(path: Path, records: Sequence[Any], *, overwrite: bool) -> None
 
 
 def _whatif(args: argparse.Namespace) -> int:
-    # The screening what-if owns the work and its output; hand it the checked options.
-    argv = [str(args.contacts), "--baseline", args.baseline, "--candidate", args.candidate]
-    if args.json is not None:
-        argv += ["--json", str(args.json)]
-    if args.csv is not None:
-        argv += ["--csv", str(args.csv)]
-    return run_whatif(argv)
+    return run_whatif(
+        WhatIfRequest(args.contacts, args.baseline, args.candidate, args.json, args.csv)
+    )
 
 
 def _topics(args: argparse.Namespace) -> int:
@@ -527,8 +604,20 @@ def _topics(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     names = product_topics(settings.topic_prefix, topology.hub_ids)
     rows = _run(inventory(settings.bootstrap_list, names, group_suffix=settings.group_suffix))
+    if all(row.partitions is None for row in rows):
+        # Usually a wrong prefix or broker, or services never started: not an empty table.
+        raise ToolError(
+            f"none of the product's {len(rows)} topics exists under prefix"
+            f" {settings.topic_prefix!r} on {settings.kafka_bootstrap_servers}"
+            " (check --prefix / MASH_TOPIC_PREFIX, or start the services: they create them)"
+        )
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        print(
+            json.dumps(
+                {"prefix": settings.topic_prefix, "topics": [r.as_dict() for r in rows]},
+                indent=2,
+            )
+        )
         return EXIT_OK
     table = Table(title=f"mash topics ({settings.topic_prefix or 'no prefix'})")
     table.add_column("topic")
@@ -541,7 +630,7 @@ def _topics(args: argparse.Namespace) -> int:
             continue
         lag = ", ".join(f"{g}: {n}" for g, n in sorted(row.lag.items())) or "-"
         table.add_row(row.name, str(row.partitions), str(row.messages_end), lag)
-    Console(width=200).print(table)
+    _Console(width=200).print(table)
     return EXIT_OK
 
 
@@ -553,10 +642,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(arguments)
-        _quiet_logs(getattr(args, "verbose", False))
-        code: int = args.handler(args)
-        return code
+        try:
+            args = parser.parse_args(arguments)
+            _quiet_logs(getattr(args, "verbose", False))
+            code: int = args.handler(args)
+            return code
+        finally:
+            # Flush here, not at exit, so a reader that went away is noticed below (also
+            # after --help and --version, which exit from inside argparse).
+            sys.stdout.flush()
     except ToolError as exc:
         print(f"mash: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # `mash topics --json | head -2`: the reader has what it wanted. Stop quietly, as a
+        # tool killed by SIGPIPE would; stdout goes to /dev/null so the interpreter's own
+        # flush at exit cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE

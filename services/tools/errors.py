@@ -10,6 +10,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: The reader of stdout went away (``mash topics --json | head -2``): 128 + SIGPIPE, what a
+#: shell reports for any Unix tool the signal stopped, so ``set -o pipefail`` still sees
+#: that the output was cut short.
+EXIT_BROKEN_PIPE = 141
 
 
 class ToolError(Exception):

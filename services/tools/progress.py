@@ -35,5 +35,8 @@ def make_progress(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
+        # rich would route prints to stdout through the bar's console (stderr) while it
+        # shows; stdout may be carrying the command's data (-), so leave it alone.
+        redirect_stdout=False,
         disable=not enabled,
     )

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,7 @@ from services.common.topics import TopicSpec
 from services.tools.errors import ToolError, UsageError
 from services.tools.jsonl import LineError, ReplayRecord, from_line, to_line
 from services.tools.naming import contract_name, deployed, is_inbound
+from services.tools.stdio import is_stdio
 
 #: Save the checkpoint at least this often (seconds) and every this many records.
 CHECKPOINT_SECONDS = 1.0
@@ -332,7 +334,8 @@ class TopicSource:
 
 
 class FileSource:
-    """Records of a JSONL file, checked line by line before anything is written."""
+    """Records of a JSONL file (``-``: stdin), checked line by line before anything is
+    written."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -340,17 +343,27 @@ class FileSource:
         self.total = 0
         self.topics: set[str] = set()
         self._resume_after: int | None = None
+        self._stdin: list[str] | None = None
+
+    def _lines(self) -> contextlib.AbstractContextManager[Iterable[str]]:
+        # The file is read twice (checked, then copied); stdin can be read only once, so
+        # its lines are kept.
+        if not is_stdio(self.path):
+            return self.path.open(encoding="utf-8")
+        if self._stdin is None:
+            self._stdin = sys.stdin.readlines()
+        return contextlib.nullcontext(self._stdin)
 
     def open(self, checkpoint: Checkpoint | None) -> None:
         """Read the file once: every line must parse; learn its topics and size."""
         last = checkpoint.positions.get("line") if checkpoint else None
         self._resume_after = last
         try:
-            handle = self.path.open(encoding="utf-8")
+            handle = self._lines()
         except OSError as exc:
             raise ToolError(f"cannot read {self.path} ({exc.strerror})") from None
-        with handle:
-            for index, line in enumerate(handle):
+        with handle as lines:
+            for index, line in enumerate(lines):
                 if not line.strip():
                     continue
                 try:
@@ -371,8 +384,8 @@ class FileSource:
 
     async def records(self) -> AsyncGenerator[tuple[Position, ReplayRecord], None]:
         """The records after the checkpoint's line, in file order."""
-        with self.path.open(encoding="utf-8") as handle:
-            for index, line in enumerate(handle):
+        with self._lines() as lines:
+            for index, line in enumerate(lines):
                 if self._resume_after is not None and index <= self._resume_after:
                     continue
                 if not line.strip():
@@ -413,14 +426,21 @@ class Sink(Protocol):
 
 
 class FileSink:
-    """Appends JSONL lines; on resume first cuts the file back to the checkpoint's length."""
+    """Appends JSONL lines; on resume first cuts the file back to the checkpoint's length.
+
+    ``-`` writes to stdout, which cannot be cut back: :func:`run_replay` refuses to resume
+    into it.
+    """
 
     def __init__(self, path: Path, *, resume_bytes: int | None, overwrite: bool) -> None:
         self.path = path
         self.description = f"file:{path}"
         self._handle: BinaryIO
+        self._stdout = is_stdio(path)
         try:
-            if resume_bytes is not None:
+            if self._stdout:
+                self._handle = sys.stdout.buffer
+            elif resume_bytes is not None:
                 self._handle = path.open("r+b")
                 self._handle.truncate(resume_bytes)
                 self._handle.seek(resume_bytes)
@@ -437,17 +457,21 @@ class FileSink:
         self._handle.write(to_line(record).encode("utf-8") + b"\n")
 
     async def flush(self) -> None:
-        """Flush to the disk."""
+        """Flush to the disk (stdout: to the reader)."""
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if not self._stdout:
+            os.fsync(self._handle.fileno())
 
     def size(self) -> int | None:
-        """Bytes in the file so far."""
-        return self._handle.tell()
+        """Bytes in the file so far (None for stdout)."""
+        return None if self._stdout else self._handle.tell()
 
     async def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
+        """Close the file (stdout is flushed, not closed: it is not ours)."""
+        if self._stdout:
+            self._handle.flush()
+        else:
+            self._handle.close()
 
 
 class TopicSink:
@@ -649,6 +673,8 @@ async def run_replay(options: ReplayOptions, progress: Progress | None = None) -
         source = FileSource(options.source_file)
     target_description = _describe_target(options)
     checkpoint_path = checkpoint_path_for(options)
+    if options.resume and is_stdio(options.target_file):
+        raise UsageError("cannot resume into stdout (--to-file -): what it wrote is gone")
     if options.resume:
         checkpoint = Checkpoint.load(checkpoint_path)
         if (checkpoint.source, checkpoint.target) != (source.description, target_description):

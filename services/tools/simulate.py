@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology
 from services.tools.errors import UsageError
 from services.tools.jsonl import ReplayRecord
+from services.tools.stdio import is_stdio
 
 #: The shipped calibration.
 DEFAULT_CALIBRATION = Path(__file__).with_name("simulation.yaml")
@@ -180,10 +182,11 @@ class Calibration(_Strict):
 
 
 def load_calibration(path: Path | None = None) -> Calibration:
-    """Read a calibration file (default: the shipped one); UsageError on a bad file."""
+    """Read a calibration file (default: the shipped one; ``-``: stdin); UsageError on a
+    bad file."""
     path = path or DEFAULT_CALIBRATION
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(sys.stdin if is_stdio(path) else path.read_text(encoding="utf-8"))
         return Calibration.model_validate(raw)
     except OSError as exc:
         raise UsageError(f"cannot read calibration {path} ({exc.strerror})") from None

@@ -120,21 +120,12 @@ def test_whatif_without_the_screening_module_exits_2_with_one_line(
     assert "whatif is not available" in one_error_line(capsys)
 
 
-def test_whatif_hands_the_command_line_to_the_screening_module(
-    monkeypatch: pytest.MonkeyPatch,
+def test_whatif_without_what_it_needs_of_the_screening_module_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: list[list[str]] = []
-
-    def fake_main(argv: list[str]) -> int:
-        seen.append(argv)
-        return 3
-
     module = types.ModuleType("fake_whatif_for_test")
-    module.main = fake_main  # type: ignore[attr-defined]
+    module.main = lambda argv: 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_whatif_for_test", module)
     monkeypatch.setattr(whatif, "WHATIF_MODULE", "fake_whatif_for_test")
-    argv = ["c.jsonl", "--candidate", "b", "--csv", "moved.csv"]
-    assert main(["whatif", *argv]) == 3
-    assert seen == [
-        ["c.jsonl", "--baseline", "default-v1", "--candidate", "b", "--csv", "moved.csv"]
-    ]
+    assert main(["whatif", "c.jsonl", "--candidate", "b"]) == 2
+    assert "fake_whatif_for_test has no run_whatif" in one_error_line(capsys)

@@ -1,8 +1,8 @@
-"""Run the whole pipeline locally: the four services as processes, fed with simulated
-traffic from ``mash simulate``.
+"""Run the whole pipeline locally: the four services as processes, with the lag exporter
+beside them, fed with simulated traffic from ``mash simulate``.
 
     python -m deploy.local.pipeline run     # stack up, services up, traffic in, summary out
-    python -m deploy.local.pipeline stop    # stop the four services (the stack stays up)
+    python -m deploy.local.pipeline stop    # stop services and exporter (the stack stays up)
     python -m deploy.local.pipeline status
 
 The same :class:`ServiceProcesses` starts the services for the end-to-end tests.
@@ -31,6 +31,10 @@ from services.tools.jsonl import ReplayRecord
 from services.tools.simulate import SimulationRequest, generate, load_calibration
 
 SERVICES = ("intake", "screening", "routing", "notifications")
+#: The consumer-lag exporter: not a service worker, so its figures outlive any worker.
+LAG_EXPORTER = "lag-exporter"
+#: Processes started beside the services, by name: the module each one runs.
+TOOLS = {LAG_EXPORTER: "services.tools.lag_exporter"}
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / ".run"
 
@@ -61,15 +65,16 @@ class ServiceProcesses:
         """Start ``service`` unless it already runs.
 
         ``service`` may name a further worker of a service, ``screening-2``: the same
-        service in its own process (same consumer group), with its own log and PID file.
-        ``extra_env`` adds to the environment of this process only (e.g. its metrics port).
+        service in its own process (same consumer group), with its own log and PID file;
+        or ``lag-exporter`` (:data:`TOOLS`). ``extra_env`` adds to the environment of this
+        process only (e.g. its metrics port).
         """
         if self.running_pid(service) is not None:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{service}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{service_of(service)}"],
+            [sys.executable, "-m", module_of(service)],
             cwd=REPO,
             env={**self.env, **(extra_env or {})},
             stdout=log,
@@ -110,6 +115,11 @@ class ServiceProcesses:
         workers = {p.stem for p in self.run_dir.glob("*.pid")} | set(self.procs)
         for service in sorted(workers | set(SERVICES)):
             self.stop(service)
+
+
+def module_of(process: str) -> str:
+    """The module a process runs: a tool's own (:data:`TOOLS`), else its service's."""
+    return TOOLS.get(process) or f"services.{service_of(process)}"
 
 
 def service_of(worker: str) -> str:
@@ -221,6 +231,7 @@ def run(wait_seconds: float, contacts: int, seed: int) -> int:
         )
     )
     services.start_all()
+    services.start(LAG_EXPORTER)
     # The developers' own tool feeds the pipeline: the same command works by hand.
     simulate = [sys.executable, "-m", "services.tools", "simulate", "--seed", str(seed)]
     simulate += ["--count", str(contacts), "--to-kafka", "--no-progress"]
@@ -230,10 +241,11 @@ def run(wait_seconds: float, contacts: int, seed: int) -> int:
     asyncio.run(wait_for_contacts(settings.database_url, event_ids, wait_seconds))
     print(asyncio.run(summary(settings.database_url)))
     print()
-    print("The four services keep running. Where to look:")
-    for name in SERVICES:
+    print("The four services and the lag exporter keep running. Where to look:")
+    ports = {**DEFAULT_METRICS_PORTS, LAG_EXPORTER: settings.lag_exporter_port}
+    for name in (*SERVICES, LAG_EXPORTER):
         print(
-            f"  {name:<14} metrics http://127.0.0.1:{DEFAULT_METRICS_PORTS[name]}/metrics"
+            f"  {name:<14} metrics http://127.0.0.1:{ports[name]}/metrics"
             f"   log {services.log_dir / (name + '.log')}"
         )
     print(f"  database       psql {settings.database_url}")
@@ -256,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_p.add_argument("--contacts", type=int, default=200, help="simulated contacts to feed")
     run_p.add_argument("--seed", type=int, default=7, help="simulation seed")
-    sub.add_parser("stop", help="stop the four services")
+    sub.add_parser("stop", help="stop the four services and the lag exporter")
     sub.add_parser("status", help="show which services run")
     args = parser.parse_args(argv)
     services = ServiceProcesses(os.environ)
@@ -265,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stop":
         services.stop_all()
         return 0
-    for name in SERVICES:
+    for name in (*SERVICES, LAG_EXPORTER):
         pid = services.running_pid(name)
         print(f"{name:<14} {'up   pid ' + str(pid) if pid else 'down'}")
     return 0

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -327,34 +327,57 @@ class HealthCollector(Collector):
         yield from (lag, age, assigned, checks, ready)
 
 
+class Verdicts(Protocol):
+    """What /healthz and /readyz ask of a process: a service's :class:`HealthState`, or the
+    lag exporter's own state."""
+
+    def liveness(self) -> Assessment:
+        """What /healthz answers now."""
+        ...
+
+    def readiness(self) -> Assessment:
+        """What /readyz answers now."""
+        ...
+
+
 class _Handler(BaseHTTPRequestHandler):
-    """GET /metrics, /healthz, /readyz; anything else is 404."""
+    """GET and HEAD on /metrics, /healthz, /readyz; anything else is 404."""
 
     server: _Server
 
     def do_GET(self) -> None:
+        status, content_type, body = self._answer()
+        self._send(status, content_type, body)
+
+    def do_HEAD(self) -> None:
+        # Load balancers and uptime checkers probe with HEAD: same status and headers as
+        # GET (Content-Length included), no body.
+        status, content_type, body = self._answer()
+        self._send(status, content_type, body, with_body=False)
+
+    def _answer(self) -> tuple[int, str, bytes]:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, content_type, encoder(self.server.registry))
-        elif path in ("/healthz", "/readyz"):
+            return 200, content_type, encoder(self.server.registry)
+        if path in ("/healthz", "/readyz"):
             health = self.server.health
             if health is None:  # nothing measured in this process: answering is all it can say
                 verdict = Assessment(True, {"process": Check(True, "up")})
             else:
                 verdict = health.liveness() if path == "/healthz" else health.readiness()
             body = json.dumps(verdict.as_json(), sort_keys=True).encode()
-            self._send(200 if verdict.ok else 503, "application/json", body)
-        else:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            return 200 if verdict.ok else 503, "application/json", body
+        return 404, "text/plain; charset=utf-8", b"not found\n"
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, *, with_body: bool = True) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if with_body:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request access log (plain text, and scrapes are frequent)."""
@@ -365,7 +388,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, health: HealthState | None
+        self, address: tuple[str, int], registry: CollectorRegistry, health: Verdicts | None
     ) -> None:
         super().__init__(address, _Handler)
         self.registry = registry
@@ -379,7 +402,7 @@ class MetricsServer:
         self,
         port: int,
         registry: CollectorRegistry,
-        health: HealthState | None = None,
+        health: Verdicts | None = None,
         # All interfaces: Prometheus and the kubelet probe from other hosts.
         host: str = "0.0.0.0",
     ) -> None:

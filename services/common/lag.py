@@ -7,6 +7,8 @@ client. Faust's own view (the fetcher's highwater) stops moving exactly when a p
 paused or the consumer stalls (NOTES-kafka-faust.md), so it would hide the lag it should
 show. Which partitions to measure is Faust's current assignment, so each worker of a
 consumer group reports only its own partitions and a sum over workers counts each once.
+These series serve the worker's own /readyz and vanish with it; the lag exporter
+(:mod:`services.tools.lag_exporter`) measures the groups from outside, for the alerts.
 """
 
 from __future__ import annotations
@@ -87,8 +89,7 @@ class ConsumerProbe:
         self.pool = pool
         self.interval = interval
         self.timeout = timeout
-        self._admin: AIOKafkaAdminClient | None = None
-        self._offsets: AIOKafkaConsumer | None = None
+        self._kafka = OffsetClients(bootstrap_servers, timeout)
         self._partitions: dict[TopicPartition, PartitionState] = {}
 
     async def heartbeat(self) -> None:
@@ -123,25 +124,7 @@ class ConsumerProbe:
         return True, None
 
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
-        if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-            try:
-                await self._bounded(admin.start())
-            except BaseException:
-                await admin.close()
-                raise
-            self._admin = admin
-        if self._offsets is None:
-            offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
-            )
-            try:
-                await self._bounded(offsets.start())
-            except BaseException:
-                await _stop_consumer(offsets)
-                raise
-            self._offsets = offsets
-        return self._admin, self._offsets
+        return await self._kafka.started()
 
     async def _broker(
         self, tps: list[TopicPartition]
@@ -204,15 +187,54 @@ class ConsumerProbe:
 
     async def close(self) -> None:
         """Release the probe's Kafka clients."""
-        if self._offsets is not None:
-            await _stop_consumer(self._offsets)
-            self._offsets = None
-        if self._admin is not None:
-            await self._admin.close()
-            self._admin = None
+        await self._kafka.close()
 
 
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
+class OffsetClients:
+    """An admin client and a group-less consumer for reading offsets, started on first use
+    within ``timeout``; shared by the in-worker probe and the lag exporter."""
+
+    def __init__(self, bootstrap_servers: list[str], timeout: float) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout = timeout
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+
+    async def started(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        """Both clients, started (a failed start leaves nothing half-open)."""
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+            try:
+                await asyncio.wait_for(admin.start(), self.timeout)
+            except BaseException:
+                await admin.close()
+                raise
+            self._admin = admin
+        if self._offsets is None:
+            # Group-less: reads offsets without joining (or disturbing) any group.
+            offsets = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+            )
+            try:
+                await asyncio.wait_for(offsets.start(), self.timeout)
+            except BaseException:
+                await stop_consumer(offsets)
+                raise
+            self._offsets = offsets
+        return self._admin, self._offsets
+
+    async def close(self) -> None:
+        """Stop both clients (they start again on next use)."""
+        offsets, admin = self._offsets, self._admin
+        self._offsets = self._admin = None
+        if offsets is not None:
+            await stop_consumer(offsets)
+        if admin is not None:
+            await admin.close()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a group-less consumer."""
     # aiokafka 0.14's group-less consumer can re-raise the CancelledError of its own
     # internal reset task on stop(); it is not a cancellation of the caller.
     with contextlib.suppress(asyncio.CancelledError):

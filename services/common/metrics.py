@@ -9,6 +9,9 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -27,6 +30,18 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
+def register_default_collectors(registry: CollectorRegistry) -> None:
+    """Add prometheus-client's process and platform collectors (``process_*``: CPU, memory,
+    open files, start time; ``python_*``: interpreter version and garbage collection).
+
+    They live in the library's global registry, which a service's own registry leaves out;
+    the collectors are stateless readers of /proc and the interpreter, so the same
+    instances serve both.
+    """
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+
+
 class ServiceMetrics:
     """The metrics a service exports; every service gets the full set so dashboards align."""
 
@@ -34,6 +49,7 @@ class ServiceMetrics:
         self.service = service
         self.registry = CollectorRegistry()
         r = self.registry
+        register_default_collectors(r)
         self.events_consumed = Counter(
             "mash_events_consumed_total", "Events read from a topic.", ["topic"], registry=r
         )

@@ -1,9 +1,10 @@
 """Observability end to end: the four services of an isolated world, each on its own metrics
-port, scraped by a real Prometheus (the Debian package's binary) evaluating the shipped alert
-rules. Traffic goes through the whole pipeline; then Prometheus's HTTP API must agree with
-the database, the shipped dashboard's every query must name metrics the services export,
-/healthz and /readyz must answer, and the logs must carry ids and coordinates but none of
-the names, addresses or narratives the traffic contained."""
+port, and the lag exporter beside them, scraped by a real Prometheus (the Debian package's
+binary) evaluating the shipped alert rules. Traffic goes through the whole pipeline; then
+Prometheus's HTTP API must agree with the database, the shipped dashboard's every query must
+name metrics the processes export, /healthz and /readyz must answer (GET and HEAD), and the
+logs must carry ids and coordinates but none of the names, addresses or narratives the
+traffic contained."""
 
 from __future__ import annotations
 
@@ -25,12 +26,19 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.local.pipeline import SERVICES, ServiceProcesses
+from deploy.local.pipeline import LAG_EXPORTER, SERVICES, ServiceProcesses
+from deploy.prometheus.runbooks import DEFAULT_BASE
 from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.inbound import PoliceNotification, Referral
 from services.common.metrics import build_version
-from services.common.topics import DECISIONS, INBOUND_POLICE, INBOUND_REFERRALS, ROUTED
+from services.common.topics import (
+    CONTACTS,
+    DECISIONS,
+    INBOUND_POLICE,
+    INBOUND_REFERRALS,
+    ROUTED,
+)
 from tests.integration.harness import free_port
 from tests.sample import sample_messages, synthetic_nhs_numbers
 from tests.support import (
@@ -52,6 +60,8 @@ PROMETHEUS_DIR = REPO / "deploy/prometheus"
 DASHBOARD = REPO / "deploy/grafana/dashboards/mash-ops.json"
 #: Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_OWN = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+#: Every process Prometheus scrapes: the four services and the lag exporter.
+PROCESSES = (*SERVICES, LAG_EXPORTER)
 #: Unique tokens put into every personal field of the marker traffic; none may be logged.
 TOKEN = uuid.uuid4().hex[:10]
 MARKERS = {
@@ -269,33 +279,47 @@ async def observed(
     sample plus the marker traffic pushed and fully processed."""
     world = await isolated_world(stack)
     run_dir = tmp_path_factory.mktemp("observability")
-    ports = {service: free_port() for service in SERVICES}
+    ports = {process: free_port() for process in PROCESSES}
     fast = {
         "MASH_HEALTH_PROBE_SECONDS": "1",
         "MASH_RECORD_GAUGES_SECONDS": "1",
+        "MASH_LAG_EXPORTER_POLL_SECONDS": "1",
     }
-    # One ServiceProcesses per service: each gets its own MASH_METRICS_PORT.
+    # One ServiceProcesses per process: each gets its own port.
     processes = [
-        ServiceProcesses({**world.env(), **fast, "MASH_METRICS_PORT": str(ports[s])}, run_dir)
-        for s in SERVICES
+        ServiceProcesses(
+            {
+                **world.env(),
+                **fast,
+                "MASH_METRICS_PORT": str(ports[s]),
+                "MASH_LAG_EXPORTER_PORT": str(ports[s]),
+            },
+            run_dir,
+        )
+        for s in PROCESSES
     ]
     prometheus = Prometheus(run_dir, ports)
     try:
-        for service, procs in zip(SERVICES, processes, strict=True):
-            procs.start(service)
+        for process, procs in zip(PROCESSES, processes, strict=True):
+            procs.start(process)
         prometheus.start()
         await prometheus.ready()
 
         async def all_ready() -> bool:
             ready = prometheus.values("mash_ready", "service")
             up = prometheus.values('up{job="mash"}', "service")
-            return ready == up == {(s,): 1.0 for s in SERVICES}
+            exporter = prometheus.values("mash_lag_exporter_up", "service")
+            return (
+                ready == {(s,): 1.0 for s in SERVICES}
+                and up == {(p,): 1.0 for p in PROCESSES}
+                and exporter == {(LAG_EXPORTER,): 1.0}
+            )
 
         # Scraped before any traffic: counters are seen at 0 first, as in production.
         try:
-            await wait_until(all_ready, timeout=120, what="all four services up and ready")
+            await wait_until(all_ready, timeout=120, what="all processes up and ready")
         except AssertionError as exc:
-            verdicts = {s: get_text(ports[s], "/readyz") for s in SERVICES}
+            verdicts = {s: get_text(ports[s], "/readyz") for s in PROCESSES}
             raise AssertionError(f"{exc}; /readyz: {verdicts}") from None
 
         sample = sample_messages()
@@ -338,7 +362,16 @@ async def observed(
                 "topic",
                 "partition",
             )
-            return not lag and len(prometheus.query("mash_consumer_lag_messages")) > 0
+            lag |= prometheus.values(
+                "sum by (consumergroup, topic) (kafka_consumergroup_lag) > 0",
+                "consumergroup",
+                "topic",
+            )
+            return (
+                not lag
+                and len(prometheus.query("mash_consumer_lag_messages")) > 0
+                and len(prometheus.query("kafka_consumergroup_lag")) > 0
+            )
 
         try:
             await wait_until(caught_up, timeout=60, what="Prometheus to see no lag")
@@ -347,8 +380,8 @@ async def observed(
         yield Observed(world, ports, prometheus, run_dir / "logs", valid, len(markers))
     finally:
         prometheus.stop()
-        for service, procs in zip(SERVICES, processes, strict=True):
-            procs.stop(service)
+        for process, procs in zip(PROCESSES, processes, strict=True):
+            procs.stop(process)
         for log in sorted((run_dir / "logs").glob("*.log")):
             tail = log.read_text(errors="replace").splitlines()[-10:]
             print(f"--- {log.name} (last lines)", *tail, sep="\n")
@@ -540,9 +573,75 @@ async def test_lag_is_measured_on_every_assigned_partition(observed: Observed) -
     assert ages[()] >= 0
 
 
+async def test_the_lag_exporter_sees_each_groups_partitions_from_outside(
+    observed: Observed,
+) -> None:
+    """The exporter reads from the broker what each worker measures of itself: the same
+    partitions of the topics a group commits on, and no lag once the traffic is through."""
+    suffix = "-" + observed.world.prefix.rstrip(".")
+    expected = {f"mash-{s}{suffix}" for s in SERVICES}
+    outside: dict[tuple[str, ...], float] = {}
+
+    async def every_group_seen() -> bool:
+        # A group shows once it has committed; Faust commits every second.
+        nonlocal outside
+        outside = observed.prometheus.values(
+            "kafka_consumergroup_lag", "consumergroup", "topic", "partition"
+        )
+        return {group for group, _topic, _partition in outside} == expected
+
+    try:
+        await wait_until(every_group_seen, timeout=30, what="the exporter to read every group")
+    except AssertionError as exc:
+        _, direct = observed.scrape(LAG_EXPORTER)
+        lines = [x for x in direct.splitlines() if x.startswith("kafka_consumergroup_lag{")]
+        raise AssertionError(f"{exc}; the exporter serves {lines}") from None
+    inside = observed.prometheus.values(
+        "mash_consumer_lag_messages", "service", "topic", "partition"
+    )
+    for service in SERVICES:
+        theirs = {(t, p) for g, t, p in outside if g == f"mash-{service}{suffix}"}
+        own = {(t, p) for s, t, p in inside if s == service}
+        # A topic the group never committed on (no traffic yet) has no offsets to read.
+        assert theirs, service
+        assert theirs <= own, service
+    main_input = {
+        "intake": INBOUND_POLICE,
+        "screening": CONTACTS,
+        "routing": DECISIONS,
+        "notifications": ROUTED,
+    }
+    for service, topic in main_input.items():
+        seen = {
+            p
+            for g, t, p in outside
+            if g == f"mash-{service}{suffix}" and t == observed.world.topics(topic)
+        }
+        assert seen == {"0", "1", "2", "3"}, service
+    assert set(outside.values()) == {0.0}
+    stalled = observed.prometheus.values("max(mash_consumergroup_stalled_seconds)")
+    assert stalled == {(): 0.0}
+    topic = observed.world.topics(DECISIONS)
+    ends = observed.prometheus.values(
+        f'sum(kafka_topic_partition_current_offset{{topic="{topic}"}})'
+    )
+    decisions = await read_topic(observed.world.stack.bootstrap, observed.world.topics(DECISIONS))
+    assert ends == {(): float(len(decisions))}
+
+
 async def test_build_info_names_each_service_and_version(observed: Observed) -> None:
     info = observed.prometheus.values("mash_build_info", "service", "version", "job")
-    assert info == {(s, build_version(), "mash"): 1.0 for s in SERVICES}
+    assert info == {(s, build_version(), "mash"): 1.0 for s in PROCESSES}
+
+
+async def test_every_process_exports_process_and_python_metrics(observed: Observed) -> None:
+    for process in PROCESSES:
+        status, text = observed.scrape(process)
+        assert status == 200, process
+        for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"):
+            assert f"\n{name}" in text, (process, name)
+    cpu = observed.prometheus.values('process_cpu_seconds_total{job="mash"}', "service")
+    assert set(cpu) == {(p,) for p in PROCESSES}
 
 
 async def test_the_rules_fire_on_what_the_record_shows(observed: Observed) -> None:
@@ -578,13 +677,35 @@ async def test_the_rules_fire_on_what_the_record_shows(observed: Observed) -> No
         if a["labels"]["alertname"] == "MashDeadLetters"
     }
     assert letters == {("intake", "malformed_json"), ("intake", "missing_header")}
-    assert "MashS47StrategyDiscussionOverdue" not in {a["labels"]["alertname"] for a in firing}
+    names = {a["labels"]["alertname"] for a in firing}
+    assert "MashS47StrategyDiscussionOverdue" not in names
+    assert not names & {"MashServiceDown", "MashLagExporterDown", "MashCommitStalled"}
+    # What a pager shows: an absolute link to the alert's section of the README.
+    for alert in firing:
+        name = alert["labels"]["alertname"]
+        assert alert["annotations"]["runbook_url"] == f"{DEFAULT_BASE}#{name.lower()}"
 
 
 # --------------------------------------------------------------------------- health
 
 
+def head(port: int, path: str) -> tuple[int, bytes]:
+    """Status and body of HEAD ``path`` on 127.0.0.1:``port``."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 async def test_healthz_and_readyz_answer_on_the_metrics_port(observed: Observed) -> None:
+    for process in PROCESSES:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert head(observed.ports[process], path) == (200, b""), (process, path)
+    status, body = observed.scrape(LAG_EXPORTER, "/readyz")
+    assert status == 200, body
+    assert set(json.loads(body)["checks"]) == {"event_loop", "broker", "poll"}
     for service in SERVICES:
         status, body = observed.scrape(service, "/healthz")
         assert (status, json.loads(body)["status"]) == (200, "ok"), service
@@ -623,6 +744,7 @@ GRAFANA_VARIABLES = {
     "$__interval": "15s",
     "$__range": "1h",
     "$hub": ".*",
+    "$job": "mash",
 }
 
 
@@ -648,7 +770,8 @@ def dashboard_queries() -> Iterator[tuple[str, str]]:
         for target in panel.get("targets", []):
             yield f"panel {panel['title']!r}", target["expr"]
     for variable in board["templating"]["list"]:
-        yield f"variable {variable['name']}", variable["query"]["query"]
+        if variable["type"] == "query":  # not the data source picker
+            yield f"variable {variable['name']}", variable["query"]["query"]
     for annotation in board["annotations"]["list"]:
         yield f"annotation {annotation['name']}", annotation["expr"]
 
@@ -669,8 +792,8 @@ async def test_every_dashboard_query_reads_metrics_the_services_export(
 ) -> None:
     sampled: set[str] = set()
     declared: set[str] = set()
-    for service in SERVICES:
-        status, text = observed.scrape(service)
+    for process in PROCESSES:
+        status, text = observed.scrape(process)
         assert status == 200
         sampled |= {
             line.split("{")[0].split(" ")[0]
@@ -685,26 +808,34 @@ async def test_every_dashboard_query_reads_metrics_the_services_export(
     queries = list(dashboard_queries())
     assert len(queries) > 25
     for where, expr in queries:
-        if expr.startswith("label_values("):
-            names = {expr.removeprefix("label_values(").split(",")[0].strip()}
-        else:
-            names = metric_names(expr)
+        # label_values(<series selector>, <label>): the selector is PromQL too.
+        inner = re.fullmatch(r"label_values\((.*), *\w+\)", expr)
+        if inner:
+            expr = inner.group(1)
+        names = metric_names(expr)
         assert names, where
         unknown = names - declared - PROMETHEUS_OWN
-        assert not unknown, f"{where}: {sorted(unknown)} not exported by any service"
+        assert not unknown, f"{where}: {sorted(unknown)} not exported by any process"
         silent = names - sampled - PROMETHEUS_OWN - QUIET_UNTIL_TROUBLE
         assert not silent, f"{where}: {sorted(silent)} has no series after the traffic"
-        if not expr.startswith("label_values("):
-            query = expr
-            for variable, value in GRAFANA_VARIABLES.items():
-                query = query.replace(variable, value)
-            observed.prometheus.query(query)  # Prometheus accepts it (fails otherwise)
+        query = expr
+        for variable, value in GRAFANA_VARIABLES.items():
+            query = query.replace(variable, value)
+        answer = observed.prometheus.query(query)  # Prometheus accepts it (fails otherwise)
+        if names & {"mash_build_info", "mash_queue_open_items_by_rag"}:
+            assert answer, f"{where}: {query} selects nothing with job {GRAFANA_VARIABLES['$job']}"
     # The headline figure agrees with the case record.
     waiting = await fetchval(
         observed.world.dsn, "SELECT count(*) FROM queue_items WHERE status <> 'closed'"
     )
     headline = observed.prometheus.values("sum(mash_queue_open_items_by_rag)")
     assert headline == {(): float(waiting)}
+    # Every query filters on the job, and the shipped job name matches it.
+    healthy = observed.prometheus.values(
+        'sum(1 - up{job=~"mash"}) + (sum(1 - mash_ready{job=~"mash"}) or vector(0))'
+        ' + (sum(1 - mash_lag_exporter_up{job=~"mash"}) or vector(0))'
+    )
+    assert healthy == {(): 0.0}
 
 
 # --------------------------------------------------------------------------- logs

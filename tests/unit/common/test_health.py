@@ -24,6 +24,7 @@ from services.common.health import (
     assess_readiness,
 )
 from services.common.lag import progress
+from services.common.metrics import ServiceMetrics
 from services.common.settings import Settings
 
 BOUNDS = Bounds(
@@ -240,3 +241,45 @@ def test_metrics_healthz_and_readyz_share_one_port(
     assert status == 503
     assert json.loads(body)["checks"]["event_loop"]["ok"] is False
     assert get(server, "/nothing-here")[0] == 404
+
+
+def head(server: MetricsServer, path: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return int(r.status), dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_head_answers_like_get_without_a_body(
+    served: tuple[MetricsServer, HealthState, FakeClock],
+) -> None:
+    # Load balancers and uptime checkers probe with HEAD; it used to be 501.
+    server, state, _clock = served
+    state.beat()
+    state.publish(snapshot(partition(3, 3)))
+    for path in ("/metrics", "/healthz", "/readyz", "/nothing-here"):
+        status, headers, body = head(server, path)
+        get_status, get_body = get(server, path)
+        assert status == get_status, path
+        assert body == b"", path
+        assert headers["Content-Type"], path
+        if path != "/metrics":  # the metrics text moves between two scrapes
+            assert int(headers["Content-Length"]) == len(get_body.encode()), path
+    assert head(server, "/readyz")[0] == 200
+
+
+def test_every_service_exports_process_and_python_metrics() -> None:
+    text = generate_latest(ServiceMetrics("intake").registry).decode()
+    for name in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "python_info",
+        "python_gc_collections_total",
+    ):
+        assert f"\n{name}" in text, name
+    # One registry per service: a second service in the same process registers them too.
+    assert "python_info" in generate_latest(ServiceMetrics("routing").registry).decode()

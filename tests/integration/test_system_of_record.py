@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -22,7 +23,23 @@ from services.common.settings import Settings
 from services.common.topics import TopicSpec
 from tests.support import Isolated, Stack, fetchval, isolated_world, read_topic, wait_until
 
+if TYPE_CHECKING:
+    from services.common.db import Connection
+
 pytestmark = pytest.mark.integration
+
+
+async def enqueue_feedback(conn: Connection, topic: str, event: Feedback, event_id: str) -> bool:
+    """Enqueue ``event`` for agency-1 under ``event_id`` in the caller's transaction."""
+    return await enqueue_event(
+        conn,
+        service="test",
+        topic=topic,
+        key="agency-1",
+        event_id=event_id,
+        data=event,
+        time=datetime.now(UTC),
+    )
 
 
 @pytest.fixture
@@ -69,38 +86,14 @@ async def test_the_relay_publishes_committed_events_in_order_exactly_once(world:
     try:
         async with pool.acquire() as conn, conn.transaction():
             for e in events:
-                assert await enqueue_event(
-                    conn,
-                    service="test",
-                    topic=topic,
-                    key="agency-1",
-                    event_id=e.feedback_id,
-                    data=e,
-                    time=datetime.now(UTC),
-                )
+                assert await enqueue_feedback(conn, topic, e, e.feedback_id)
             # Same id again in the same topic: not enqueued twice.
-            assert not await enqueue_event(
-                conn,
-                service="test",
-                topic=topic,
-                key="agency-1",
-                event_id=events[0].feedback_id,
-                data=events[0],
-                time=datetime.now(UTC),
-            )
+            assert not await enqueue_feedback(conn, topic, events[0], events[0].feedback_id)
         # A rolled-back transaction leaves nothing to publish.
         async with pool.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
-            await enqueue_event(
-                conn,
-                service="test",
-                topic=topic,
-                key="agency-1",
-                event_id="rolled-back",
-                data=events[0],
-                time=datetime.now(UTC),
-            )
+            await enqueue_feedback(conn, topic, events[0], "rolled-back")
             await tx.rollback()
         assert await relay.publish_pending() == 5
         assert await relay.publish_pending() == 0
@@ -143,15 +136,7 @@ async def test_a_relay_the_broker_refuses_is_not_ready_replaces_its_producer_and
     running = asyncio.get_running_loop().create_task(relay.run())
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await enqueue_event(
-                conn,
-                service="test",
-                topic=topic,
-                key="agency-1",
-                event_id=event.feedback_id,
-                data=event,
-                time=datetime.now(UTC),
-            )
+            await enqueue_feedback(conn, topic, event, event.feedback_id)
         relay.notify()
 
         async def refused_twice() -> bool:

@@ -150,7 +150,8 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook that refuses a repeated key (ValueError)."""
     obj: dict[str, Any] = {}
     for key, item in pairs:
         if key in obj:
@@ -174,7 +175,7 @@ def _parse_object(value: bytes | None, what: str) -> dict[str, Any]:
             text,
             parse_constant=_reject_constant,
             parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=unique_keys,
         )
     except RecursionError:
         # The stack ran out before MAX_JSON_DEPTH was even reached (a deep caller).

@@ -4,9 +4,9 @@ and waiting on conditions with a timeout (never a fixed sleep)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from deploy.local.pipeline import ServiceProcesses
 from services.common.db import apply_migrations
 from services.common.kafka import ensure_topics
+from services.common.lag import stop_consumer
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
 from services.tools.jsonl import ReplayRecord
@@ -58,6 +59,14 @@ def stack_up() -> Stack:
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", values["KAFKA_BOOTSTRAP_SERVERS"]),
         dsn=os.environ.get("DATABASE_URL", values["DATABASE_URL"]),
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 async def wait_until(
@@ -250,13 +259,6 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     )
 
 
-async def _stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    # aiokafka 0.14's group-less consumer re-raises the CancelledError of its own
-    # internal reset task on stop(); it is not a cancellation of the caller.
-    with contextlib.suppress(asyncio.CancelledError):
-        await consumer.stop()
-
-
 async def read_messages(
     bootstrap: str, topic: str, partitions: Iterable[int] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
@@ -284,7 +286,7 @@ async def read_messages(
                         remaining.discard(tp)
         return out
     finally:
-        await _stop_consumer(consumer)
+        await stop_consumer(consumer)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Record]:
@@ -349,7 +351,7 @@ async def group_caught_up(bootstrap: str, group: str, topics: Iterable[str]) -> 
                 return False
         return True
     finally:
-        await _stop_consumer(consumer)
+        await stop_consumer(consumer)
         await admin.close()
 
 

@@ -9,7 +9,7 @@ first for that key.
 The invariant: ``input_positions.next_offset`` is the lowest offset of the partition not
 yet applied (or dead-lettered) by the service. Every transaction that applies an event
 first locks that row (so two workers never apply one partition's events at once) and
-checks the event's offset against it:
+checks the event's offset against it (one statement when it is the next one):
 
 * equal: apply it and move the row on by one;
 * lower: a re-delivery of an offset already passed: apply as usual (the inbox absorbs it);
@@ -57,6 +57,19 @@ async def claim_position(
     unless ``accept_gap`` (patience ran out): then the position jumps past it.
     """
     key = (service, message.topic, message.partition)
+    # The usual case in one round trip: the next offset moves on (and its row stays
+    # locked to the end of the transaction).
+    moved = await conn.fetchval(
+        """
+        UPDATE input_positions SET next_offset = $4 + 1
+        WHERE service = $1 AND topic = $2 AND "partition" = $3 AND next_offset = $4
+        RETURNING next_offset
+        """,
+        *key,
+        message.offset,
+    )
+    if moved is not None:
+        return True
     expected: int | None = await conn.fetchval(
         """
         SELECT next_offset FROM input_positions

@@ -48,6 +48,7 @@ from services.tools.redrive import (
     staff_id,
 )
 from services.tools.replay import parse_instant
+from services.tools.stdio import is_stdio
 
 T = TypeVar("T")
 
@@ -128,7 +129,7 @@ def _instant(text: str) -> datetime:
 
 
 def _read_payload(name: str) -> bytes:
-    if name == "-":
+    if is_stdio(name):
         return sys.stdin.buffer.read()
     try:
         return Path(name).read_bytes()

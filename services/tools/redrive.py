@@ -22,7 +22,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from schemas.base import unsafe_text
-from schemas.cloudevents import STRUCTURED_CONTENT_TYPE
+from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
 from schemas.events import DeadLetter, DeadLetterReason
 from services.common.ids import derive_id
 from services.common.settings import Settings
@@ -40,7 +40,7 @@ from services.tools.deadletter_view import (
 )
 from services.tools.errors import ToolError, UsageError
 from services.tools.naming import deployed
-from services.tools.replay import topic_partition_counts
+from services.tools.replay import start_client, topic_partition_counts
 
 #: Reasons a redrive of the same bytes can cure: the event was well formed but named a
 #: contact or item not (yet) held, or arrived before the state it changes. Every other
@@ -104,18 +104,11 @@ def with_headers(
     return out
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a key is repeated")
-    return dict(pairs)
-
-
 def _envelope(value: bytes | None, dead_letter_id: str) -> dict[str, Any]:
     """The structured-mode envelope in ``value``; UsageError if it is not a JSON object
     (its id could not be replaced)."""
     try:
-        parsed = json.loads(value or b"", object_pairs_hook=_unique_keys)
+        parsed = json.loads(value or b"", object_pairs_hook=unique_keys)
     except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict):
@@ -340,12 +333,7 @@ def select_for_redrive(letters: Sequence[DeadLetter], request: RedriveRequest) -
 
 async def _producer(bootstrap: list[str]) -> Any:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    try:
-        await producer.start()
-    except Exception as exc:
-        raise ToolError(
-            f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
-        ) from exc
+    await start_client(producer, bootstrap)
     return producer
 
 

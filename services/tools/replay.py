@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.progress import Progress
 
 from services.common.kafka import ensure_topics
+from services.common.lag import stop_consumer
 from services.common.topics import TopicSpec
 from services.tools.errors import ToolError, UsageError
 from services.tools.jsonl import LineError, ReplayRecord, from_line, to_line
@@ -226,13 +227,6 @@ class Source(Protocol):
         ...
 
 
-async def _stop_consumer(consumer: Any) -> None:
-    # aiokafka 0.14's group-less consumer re-raises the CancelledError of its own
-    # internal reset task on stop(); it is not a cancellation of the caller.
-    with contextlib.suppress(asyncio.CancelledError):
-        await consumer.stop()
-
-
 class TopicSource:
     """Records of one topic inside a selection, read without a consumer group."""
 
@@ -258,7 +252,7 @@ class TopicSource:
         if self.topic not in counts:
             raise ToolError(f"topic {self.topic} does not exist")
         found = set(range(counts[self.topic]))
-        await _start(self._consumer, self.bootstrap)
+        await start_client(self._consumer, self.bootstrap)
         wanted = self.selection.partitions
         if wanted is not None and not wanted <= found:
             missing = sorted(wanted - found)
@@ -330,7 +324,7 @@ class TopicSource:
     async def close(self) -> None:
         """Stop the consumer."""
         if self._consumer is not None:
-            await _stop_consumer(self._consumer)
+            await stop_consumer(self._consumer)
 
 
 class FileSource:
@@ -506,7 +500,7 @@ class TopicSink:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
         )
-        await _start(self._producer, self.bootstrap)
+        await start_client(self._producer, self.bootstrap)
 
     async def write(self, record: ReplayRecord) -> None:
         """Send the record; wait for acks once too many are in flight."""
@@ -549,7 +543,8 @@ class TopicSink:
             await self._producer.stop()
 
 
-async def _start(client: Any, bootstrap: list[str]) -> None:
+async def start_client(client: Any, bootstrap: list[str]) -> None:
+    """Start a Kafka client; ToolError naming the brokers when they do not answer."""
     try:
         await client.start()
     except Exception as exc:
@@ -561,7 +556,7 @@ async def _start(client: Any, bootstrap: list[str]) -> None:
 async def topic_partition_counts(bootstrap: list[str], names: Iterable[str]) -> dict[str, int]:
     """Partition count of each existing topic among ``names`` (missing ones are left out)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await _start(admin, bootstrap)
+    await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
         present = sorted(set(names) & existing)

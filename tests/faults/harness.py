@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,16 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.local.pipeline import PROGRESS_SQL, SERVICES, ServiceProcesses, simulated_event_ids
 from tests.faults.tally import Expected
-from tests.support import REPO, Isolated, Stack, fetchval, group_caught_up, start_mash, wait_until
+from tests.support import (
+    REPO,
+    Isolated,
+    Stack,
+    fetchval,
+    free_port,
+    group_caught_up,
+    start_mash,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from tests.faults.corpus import Hostile
@@ -92,10 +100,6 @@ class FaultStack:
         """Stop PostgreSQL (``pg_ctl stop -m fast``: sessions are cut off)."""
         self.script("stop", "postgres")
 
-    def restart(self) -> None:
-        """Start what was stopped."""
-        self.up()
-
     def down(self) -> None:
         """Stop both."""
         self.script("down")
@@ -104,14 +108,6 @@ class FaultStack:
     def as_stack(self) -> Stack:
         """The same addresses in the shape the shared test helpers take."""
         return Stack(self.bootstrap, self.dsn)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -135,7 +135,7 @@ async def test_a_broker_restart_is_ridden_out_without_a_restart_by_hand(
         # Readiness says so while the broker is away.
         await wait_until(not_ready, timeout=30, what="a worker to report not ready")
         await asyncio.sleep(down_for)  # the outage itself, not a wait for anything
-        fault_stack.restart()
+        fault_stack.up()  # start what was stopped
 
     name = "broker kill -9" if kill else f"broker stopped {OUTAGE_SECONDS:.0f}s"
     await run_scenario(name, world, pipeline, traffic, outage, fault_rows, while_sending=False)
@@ -153,7 +153,7 @@ async def test_a_database_outage_is_ridden_out(
         await until_mid_stream(world, traffic)
         fault_stack.stop_postgres()
         await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for anything
-        fault_stack.restart()
+        fault_stack.up()  # start what was stopped
 
     await run_scenario(
         f"postgres stopped {OUTAGE_SECONDS:.0f}s",

@@ -9,7 +9,6 @@ their own tables."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,17 +22,18 @@ from deploy.local.pipeline import ServiceProcesses
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary, encode_structured
 from services.common.ids import derive_id
-from tests.support import Isolated, Record, Stack, fetch, isolated_world, read_topic, wait_until
+from tests.support import (
+    Isolated,
+    Record,
+    Stack,
+    fetch,
+    free_port,
+    isolated_world,
+    read_topic,
+    wait_until,
+)
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

@@ -16,14 +16,14 @@ from aiohttp import web
 
 from services.notifications.firewall import ALLOW_LIST
 from services.notifications.webhooks import SIGNATURE_HEADER, verify_signature
-from tests.integration.harness import free_port, metric_value
+from tests.integration.harness import metric_value
 from tests.integration.notifications_harness import (
     NotificationsUnderTest,
     contact,
     referral_source,
     routed_for,
 )
-from tests.support import Stack, fetch, fetchval, wait_until
+from tests.support import Stack, fetch, fetchval, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,6 @@ from services.common.topics import (
     INBOUND_REFERRALS,
     ROUTED,
 )
-from tests.integration.harness import free_port
 from tests.sample import sample_messages, synthetic_nhs_numbers
 from tests.support import (
     REPO,
@@ -48,6 +47,7 @@ from tests.support import (
     Stack,
     fetch,
     fetchval,
+    free_port,
     isolated_world,
     publish,
     read_topic,

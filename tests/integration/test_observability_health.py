@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from deploy.local.pipeline import ServiceProcesses
-from tests.integration.harness import free_port
-from tests.support import Stack, isolated_world, wait_until
+from tests.support import Stack, free_port, isolated_world, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,15 @@ import pytest
 
 from deploy.local.pipeline import LAG_EXPORTER, ServiceProcesses
 from services.common.topics import CONTACTS, DECISIONS
-from tests.integration.harness import free_port
-from tests.support import Isolated, Stack, group_caught_up, isolated_world, run_mash, wait_until
+from tests.support import (
+    Isolated,
+    Stack,
+    free_port,
+    group_caught_up,
+    isolated_world,
+    run_mash,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -48,19 +48,15 @@ async def start_ready(pipeline: Pipeline, workers: tuple[str, ...] = SERVICES) -
     await wait_until(ready, timeout=180, what="every worker to be ready")
 
 
-async def progress(world: Isolated, traffic: Traffic) -> int:
-    """How many contacts have travelled the whole way so far."""
-    expected = traffic.expected(world.topology)
-    count: int = await fetchval(world.dsn, PROGRESS_SQL, list(expected.event_ids))
-    return count
-
-
 async def until_mid_stream(world: Isolated, traffic: Traffic, share: float = 0.1) -> None:
     """Wait until a ``share`` of the contacts have travelled the whole way (the fault then
     lands on a pipeline that is working, with more behind)."""
 
+    event_ids = list(traffic.expected(world.topology).event_ids)  # generated once
+
     async def some() -> bool:
-        return await progress(world, traffic) >= traffic.contacts * share
+        travelled: int = await fetchval(world.dsn, PROGRESS_SQL, event_ids)
+        return travelled >= traffic.contacts * share
 
     await wait_until(some, timeout=180, what=f"{share:.0%} of the contacts to travel the pipeline")
 

@@ -113,12 +113,20 @@ async def _stuck_in_effect(world: Isolated, table: str) -> list[Stuck]:
         return []
     stuck = []
     for r in rows:
-        # pg_locks/pg_stat_activity show 32-bit xids: extend with the current epoch.
-        full = (r["next_xid"] & ~0xFFFFFFFF) | r["xid"]
-        if full > r["next_xid"]:
-            full -= 1 << 32
-        stuck.append(Stuck(pid=r["pid"], xid8=str(full)))
+        stuck.append(Stuck(pid=r["pid"], xid8=str(full_xid(r["xid"], r["next_xid"]))))
     return stuck
+
+
+def full_xid(xid32: int, next_xid: int) -> int:
+    """Extend a 32-bit xid (pg_locks, pg_stat_activity) to the 64-bit one near ``next_xid``.
+
+    A live xid is within 2**31 of the snapshot's next xid, on either side: the backend may
+    take its xid after the snapshot was read, so it can be *ahead* of ``next_xid`` too.
+    """
+    delta = (xid32 - next_xid) & 0xFFFFFFFF
+    if delta >= 1 << 31:
+        delta -= 1 << 32
+    return next_xid + delta
 
 
 async def _xact_status(world: Isolated, xid8: str) -> str | None:
@@ -206,3 +214,18 @@ async def test_a_service_killed_mid_transaction_loses_and_duplicates_nothing(
     assert len({r.headers["ce_id"] for r in decisions}) == total
     feedback = await read_topic(world.stack.bootstrap, world.topics(FEEDBACK))
     assert len({r.headers["ce_id"] for r in feedback}) == 2 * total
+
+
+@pytest.mark.parametrize(
+    ("xid32", "next_xid", "full"),
+    [
+        (790, 800, 790),  # behind the snapshot, same epoch
+        (1808, 1800, 1808),  # assigned after the snapshot was read (CI, 2026-11-30)
+        (0xFFFFFFF0, (1 << 32) + 5, 0xFFFFFFF0),  # previous epoch
+        (3, (1 << 32) - 2, (1 << 32) + 3),  # next epoch
+    ],
+)
+def test_a_32_bit_xid_extends_to_the_one_nearest_the_snapshot(
+    xid32: int, next_xid: int, full: int
+) -> None:
+    assert full_xid(xid32, next_xid) == full

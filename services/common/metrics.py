@@ -28,6 +28,10 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Buckets in seconds for per-stage processing and pipeline latency.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Events per batch: 1 at a trickle, up to ``MASH_BATCH_MAX_EVENTS`` when catching up.
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+#: A report reaches the hub minutes to weeks after the sender took it.
+REPORT_AGE_BUCKETS = (60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
 
 
 def register_default_collectors(registry: CollectorRegistry) -> None:
@@ -82,15 +86,29 @@ class ServiceMetrics:
         )
         self.processing_seconds = Histogram(
             "mash_processing_seconds",
-            "Time to process one event, per stage.",
+            "Time to process one batch of events (one transaction), per stage.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.end_to_end_seconds = Histogram(
-            "mash_end_to_end_seconds",
-            "From receipt of a contact to its routing.",
+        self.batch_events = Histogram(
+            "mash_batch_events",
+            "Events per batch (one transaction), per stage.",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.pipeline_latency_seconds = Histogram(
+            "mash_pipeline_latency_seconds",
+            "From the first inbound publish of a contact to this stage's effect committing.",
+            ["stage"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.report_age_seconds = Histogram(
+            "mash_report_age_seconds",
+            "From the sender's received_at (or reported_at) to intake recording the contact.",
+            buckets=REPORT_AGE_BUCKETS,
             registry=r,
         )
         self.queue_open_items = Gauge(

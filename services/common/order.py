@@ -27,6 +27,7 @@ them with idempotent, non-transactional producers and never compacts them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -106,3 +107,70 @@ async def claim_position(
         message.offset + 1,
     )
     return True
+
+
+async def claim_positions(
+    conn: Connection, service: str, messages: Sequence[InboundMessage], *, accept_gap: bool = False
+) -> None:
+    """:func:`claim_position` for a whole batch, in three statements whatever its size.
+
+    Locks the positions of every partition in the batch (in a fixed order, so workers
+    never deadlock), checks the batch's offsets against them and moves each past the
+    batch. Offsets below a position are re-deliveries (the inbox absorbs them); the first
+    offset above it that is not the next one raises :class:`OutOfOrder`, unless
+    ``accept_gap``: then the position jumps past it.
+    """
+    by_partition: dict[tuple[str, int], list[int]] = {}
+    for m in messages:
+        by_partition.setdefault((m.topic, m.partition), []).append(m.offset)
+    keys = sorted(by_partition)
+    topics = [t for t, _ in keys]
+    partitions = [p for _, p in keys]
+    # A partition seen for the first time starts at its first offset in this batch.
+    await conn.execute(
+        """
+        INSERT INTO input_positions (service, topic, "partition", next_offset)
+        SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS v(t, p, o)
+        ON CONFLICT DO NOTHING
+        """,
+        service,
+        topics,
+        partitions,
+        [min(by_partition[k]) for k in keys],
+    )
+    rows = await conn.fetch(
+        """
+        SELECT topic, "partition", next_offset FROM input_positions
+        WHERE service = $1
+          AND (topic, "partition") IN (SELECT * FROM unnest($2::text[], $3::int[]))
+        ORDER BY topic, "partition"
+        FOR UPDATE
+        """,
+        service,
+        topics,
+        partitions,
+    )
+    expected = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+    moved: dict[tuple[str, int], int] = {}
+    for key in keys:
+        position = expected[key]
+        for offset in sorted(set(by_partition[key])):
+            if offset < position:
+                continue  # a re-delivery of an offset already passed
+            if offset > position and not accept_gap:
+                raise OutOfOrder(position, offset)
+            position = offset + 1
+        if position != expected[key]:
+            moved[key] = position
+    if moved:
+        await conn.execute(
+            """
+            UPDATE input_positions p SET next_offset = v.o
+            FROM unnest($2::text[], $3::int[], $4::bigint[]) AS v(t, p, o)
+            WHERE p.service = $1 AND p.topic = v.t AND p."partition" = v.p
+            """,
+            service,
+            [t for t, _ in moved],
+            [p for _, p in moved],
+            list(moved.values()),
+        )

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,6 +56,80 @@ def _headers_from_json(raw: str | list[list[str | None]]) -> list[tuple[str, byt
     return [(str(k), b"" if v is None else base64.b64decode(v)) for k, v in items]
 
 
+#: Kafka header carrying when the contact's first inbound record was published (epoch
+#: milliseconds). Every event the product emits carries it forward, so each stage can say
+#: how long the pipeline took so far (``mash_pipeline_latency_seconds``). Not a ``ce_*``
+#: attribute: it describes the delivery, not the event, and readers may ignore it.
+INGRESS_HEADER = "mash-ingress-ms"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event to publish: its topic (full name), key, encoded value and headers."""
+
+    topic: str
+    event_id: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def outbox_row(
+    *,
+    service: str,
+    topic: str,
+    key: str | None,
+    event_id: str,
+    data: ContractModel,
+    time: datetime,
+    subject: str | None = None,
+    ingress_ms: int | None = None,
+) -> OutboxRow:
+    """Encode one CloudEvent (binary mode) as the product's ``service`` emits it."""
+    value, headers = encode_binary(
+        event_id=event_id,
+        source=f"{PRODUCT_SOURCE}:{service}",
+        data=data,
+        time=time,
+        subject=subject,
+    )
+    if ingress_ms is not None:
+        headers.append((INGRESS_HEADER, str(ingress_ms).encode()))
+    return OutboxRow(topic, event_id, None if key is None else key.encode(), value, headers)
+
+
+async def enqueue_rows(conn: Connection, service: str, rows: Sequence[OutboxRow]) -> set[str]:
+    """Add ``rows`` to the outbox in one statement, in the caller's transaction and in
+    order (ids follow the list, so the relay keeps each key's order). Returns the event
+    ids added; a row whose (topic, event id) was enqueued before is left out."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for row in rows:  # first one wins: one statement cannot insert a key twice
+        if (row.topic, row.event_id) not in seen:
+            seen.add((row.topic, row.event_id))
+            unique.append(row)
+    if not unique:
+        return set()
+    added = await conn.fetch(
+        """
+        INSERT INTO outbox (service, event_id, topic, key, value, headers)
+        SELECT $1, r.event_id, r.topic, r.key, r.value, r.headers::jsonb
+        FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[])
+             WITH ORDINALITY AS r(event_id, topic, key, value, headers, n)
+        ORDER BY r.n
+        ON CONFLICT (topic, event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        service,
+        [r.event_id for r in unique],
+        [r.topic for r in unique],
+        [r.key for r in unique],
+        [r.value for r in unique],
+        [_headers_to_json(r.headers) for r in unique],
+    )
+    return {r["event_id"] for r in added}
+
+
 async def enqueue_event(
     conn: Connection,
     *,
@@ -70,28 +145,16 @@ async def enqueue_event(
 
     Returns False when an event with the same id was already enqueued for ``topic``.
     """
-    value, headers = encode_binary(
+    row = outbox_row(
+        service=service,
+        topic=topic,
+        key=key,
         event_id=event_id,
-        source=f"{PRODUCT_SOURCE}:{service}",
         data=data,
         time=time,
         subject=subject,
     )
-    row = await conn.fetchval(
-        """
-        INSERT INTO outbox (service, event_id, topic, key, value, headers)
-        VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-        ON CONFLICT (topic, event_id) DO NOTHING
-        RETURNING id
-        """,
-        service,
-        event_id,
-        topic,
-        None if key is None else key.encode(),
-        value,
-        _headers_to_json(headers),
-    )
-    return row is not None
+    return bool(await enqueue_rows(conn, service, [row]))
 
 
 class RelayHealth(Protocol):

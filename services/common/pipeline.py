@@ -1,10 +1,21 @@
-"""The one way a service consumes an event: decode, validate, de-duplicate, apply the
-effect and enqueue its output events in one transaction — or dead-letter it.
+"""The one way a service consumes events: a batch at a time, decoded, validated,
+de-duplicated, applied and its output enqueued in ONE PostgreSQL transaction — each bad
+event of the batch dead-lettered without rolling back its neighbours.
 
-An offset is committed by Faust only after :func:`consume` returns, and it returns only
-once the effect (or the dead letter) is durable in PostgreSQL. Infrastructure failures
-are retried with back-off instead of raised: Faust would ack and skip a message whose
-handler raised, and a safeguarding contact must never be skipped.
+An offset is committed by Faust only after the batch's body returns (``take_events`` acks
+a batch when the next one is asked for), and the body returns only once every effect (or
+dead letter) of the batch is durable in PostgreSQL. Infrastructure failures are retried
+with back-off instead of raised: Faust would ack and skip events whose handler raised,
+and a safeguarding contact must never be skipped.
+
+Why a batch behaves like its events one by one: the effects run in offset order on the
+batch's one connection, so a later event reads what an earlier one wrote (a re-referral,
+an open case, a duplicate source reference); an effect that refuses its event raises
+:class:`Rejected` *before* it writes (every effect checks, then writes), so dead-lettering
+it leaves nothing of it behind; the rows nobody reads inside a batch — inbox claims,
+outcomes, audit entries, outbox events, dead letters — are gathered and written once per
+batch. When a batch fails for any other reason its events are retried one per
+transaction, so one poisonous event cannot hold its neighbours back.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,25 +36,39 @@ from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.ids import derive_id
 from services.common.kafka import InboundMessage, inbound_message, raw_topic
-from services.common.order import ORDER_PATIENCE_SECONDS, OutOfOrder, claim_position
-from services.common.outbox import enqueue_event
+from services.common.order import ORDER_PATIENCE_SECONDS, OutOfOrder, claim_positions
+from services.common.outbox import INGRESS_HEADER, OutboxRow, enqueue_rows, outbox_row
 from services.common.runtime import ServiceRuntime
-from services.common.topics import DEAD_LETTER
+from services.common.topics import DEAD_LETTER, EXTERNAL_TOPICS
 
 if TYPE_CHECKING:
     from services.common.db import Connection
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit_log row (ids and codes only)."""
+
+    entity_type: str
+    entity_id: str
+    action: str
+    detail: Mapping[str, object]
+
+
 @dataclass
 class Received:
-    """A valid event handed to a service's effect: the message, its envelope and payload."""
+    """A valid event handed to a service's effect: the message, its envelope and payload,
+    the batch's connection, and what the effect produces (written when the batch is)."""
 
     message: InboundMessage
     event: CloudEvent
     payload: ContractModel
     conn: Connection
     runtime: ServiceRuntime
-    enqueued: list[str] = field(default_factory=list)
+    ingress_ms: int | None = None
+    outcome: str = "pending"
+    outputs: list[OutboxRow] = field(default_factory=list)
+    audits: list[AuditEntry] = field(default_factory=list)
     committed: list[Callable[[], None]] = field(default_factory=list)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -60,35 +85,25 @@ class Received:
         time: datetime,
         subject: str | None = None,
     ) -> None:
-        """Enqueue an output event in this transaction (``topic`` is the contract name)."""
-        added = await enqueue_event(
-            self.conn,
-            service=self.runtime.service,
-            topic=self.runtime.topics(topic),
-            key=key,
-            event_id=event_id,
-            data=data,
-            time=time,
-            subject=subject,
+        """Enqueue an output event with the batch (``topic`` is the contract name)."""
+        self.outputs.append(
+            outbox_row(
+                service=self.runtime.service,
+                topic=self.runtime.topics(topic),
+                key=key,
+                event_id=event_id,
+                data=data,
+                time=time,
+                subject=subject,
+                ingress_ms=self.ingress_ms,
+            )
         )
-        if added:
-            self.enqueued.append(event_id)
 
     async def audit(
         self, entity_type: str, entity_id: str, action: str, detail: Mapping[str, object]
     ) -> None:
         """Record a state change in the audit log (ids and codes only)."""
-        await self.conn.execute(
-            """
-            INSERT INTO audit_log (service, entity_type, entity_id, action, detail)
-            VALUES ($1, $2, $3, $4, $5::jsonb)
-            """,
-            self.runtime.service,
-            entity_type,
-            entity_id,
-            action,
-            json.dumps(dict(detail), default=str),
-        )
+        self.audits.append(AuditEntry(entity_type, entity_id, action, detail))
 
 
 class Rejected(Exception):
@@ -143,159 +158,313 @@ def dead_letter_for(
     )
 
 
-async def _record_dead_letter(
-    runtime: ServiceRuntime,
-    message: InboundMessage,
-    error: ContractError | Rejected,
-    accept_gap: bool,
-) -> None:
-    letter = dead_letter_for(message, error, runtime.service, datetime.now(UTC))
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await claim_position(conn, runtime.service, message, accept_gap=accept_gap)
-        inserted = await conn.fetchval(
-            """
-            INSERT INTO dead_letters
-                (dead_letter_id, service, original_topic, "partition", "offset", reason, errors, at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
-            ON CONFLICT (dead_letter_id) DO NOTHING
-            RETURNING dead_letter_id
-            """,
-            letter.dead_letter_id,
-            runtime.service,
-            message.topic,
-            message.partition,
-            message.offset,
-            str(letter.reason),
-            json.dumps([e.model_dump() for e in letter.errors]),
-            letter.at,
-        )
-        if inserted is None:
-            return  # this offset was dead-lettered before a restart: nothing new
-        await enqueue_event(
-            conn,
-            service=runtime.service,
-            topic=runtime.topics(DEAD_LETTER),
-            key=message.topic,
-            event_id=letter.dead_letter_id,
-            data=letter,
-            time=letter.at,
-        )
-    runtime.metrics.dead_lettered.labels(reason=str(letter.reason)).inc()
-    runtime.log.warning(
-        "dead_lettered",
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        reason=str(letter.reason),
-        dead_letter_id=letter.dead_letter_id,
+def ingress_ms_of(message: InboundMessage, *, from_header: bool) -> int | None:
+    """When the first inbound record behind ``message`` was published (epoch ms).
+
+    On the product's own topics the relay carried it forward in :data:`INGRESS_HEADER`; on
+    a topic other systems write (``EXTERNAL_TOPICS``: their headers are not trusted), or an
+    event written before the header existed, it is the record's timestamp.
+    """
+    if from_header:
+        for name, value in reversed(message.headers):
+            if name == INGRESS_HEADER and value:
+                try:
+                    return int(value)
+                except ValueError:
+                    break
+    return None if message.timestamp is None else int(message.timestamp * 1000)
+
+
+@dataclass
+class _Item:
+    """One message of a batch: decoded and validated, or the reason it is refused."""
+
+    message: InboundMessage
+    event: CloudEvent | None = None
+    payload: ContractModel | None = None
+    error: ContractError | Rejected | None = None
+
+
+def _decoded(
+    runtime: ServiceRuntime, message: InboundMessage, accepted: Mapping[str, type[ContractModel]]
+) -> _Item:
+    try:
+        event = decode(message.value, message.headers, max_bytes=runtime.settings.max_message_bytes)
+        return _Item(message, event, validate_data(event, accepted))
+    except ContractError as error:
+        return _Item(message, error=error)
+
+
+@dataclass
+class _Outcome:
+    """What one batch transaction did, for after the commit (metrics and logs)."""
+
+    applied: list[Received] = field(default_factory=list)
+    duplicates: list[_Item] = field(default_factory=list)
+    dead: list[tuple[_Item, DeadLetter]] = field(default_factory=list)
+    enqueued: int = 0
+
+
+async def _claim_inbox(conn: Connection, service: str, items: Sequence[_Item]) -> set[str]:
+    """Insert the inbox rows of ``items`` (distinct event ids); return the ids that were new."""
+    if not items:
+        return set()
+    rows = await conn.fetch(
+        """
+        INSERT INTO processed_events (service, event_id, topic, "partition", "offset", outcome)
+        SELECT $1, e, t, p, o, 'pending'
+        FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[]) AS v(e, t, p, o)
+        ON CONFLICT (service, event_id) DO NOTHING
+        RETURNING event_id
+        """,
+        service,
+        [i.event.id for i in items if i.event is not None],
+        [i.message.topic for i in items],
+        [i.message.partition for i in items],
+        [i.message.offset for i in items],
     )
+    return {r["event_id"] for r in rows}
 
 
-async def _apply_once(
-    runtime: ServiceRuntime,
-    message: InboundMessage,
-    event: CloudEvent,
-    payload: ContractModel,
-    effect: Effect,
-    accept_gap: bool,
-) -> None:
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await claim_position(conn, runtime.service, message, accept_gap=accept_gap)
-        claimed = await conn.fetchval(
-            """
-            INSERT INTO processed_events (service, event_id, topic, "partition", "offset", outcome)
-            VALUES ($1, $2, $3, $4, $5, 'pending')
-            ON CONFLICT (service, event_id) DO NOTHING
-            RETURNING event_id
-            """,
-            runtime.service,
-            event.id,
-            message.topic,
-            message.partition,
-            message.offset,
-        )
-        if claimed is None:
-            # Recorded (who/what/when) and counted, never re-applied or re-emitted.
-            await conn.execute(
-                """
-                INSERT INTO audit_log (service, entity_type, entity_id, action, detail)
-                VALUES ($1, 'inbound_event', $2, 'duplicate_event_id', $3::jsonb)
-                """,
-                runtime.service,
-                event.id,
-                json.dumps(
-                    {
-                        "topic": message.topic,
-                        "partition": message.partition,
-                        "offset": message.offset,
-                    }
-                ),
-            )
-            runtime.metrics.duplicates_skipped.labels(topic=message.topic).inc()
-            runtime.log.info(
-                "duplicate_event_skipped",
-                event_id=event.id,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
-            return
-        received = Received(message, event, payload, conn, runtime)
-        outcome = await effect(received)
+async def _record_outcomes(conn: Connection, service: str, applied: Sequence[Received]) -> None:
+    if applied:
         await conn.execute(
-            "UPDATE processed_events SET outcome = $3 WHERE service = $1 AND event_id = $2",
-            runtime.service,
-            event.id,
-            outcome,
+            """
+            UPDATE processed_events p SET outcome = v.outcome
+            FROM unnest($2::text[], $3::text[]) AS v(event_id, outcome)
+            WHERE p.service = $1 AND p.event_id = v.event_id
+            """,
+            service,
+            [r.event.id for r in applied],
+            [r.outcome for r in applied],
         )
-    if received.enqueued:
+
+
+async def _write_audit(conn: Connection, service: str, entries: Sequence[AuditEntry]) -> None:
+    if entries:
+        await conn.execute(
+            """
+            INSERT INTO audit_log (service, entity_type, entity_id, action, detail)
+            SELECT $1, t, i, a, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+                AS v(t, i, a, d)
+            """,
+            service,
+            [e.entity_type for e in entries],
+            [e.entity_id for e in entries],
+            [e.action for e in entries],
+            [json.dumps(dict(e.detail), default=str) for e in entries],
+        )
+
+
+async def _record_dead_letters(
+    conn: Connection, runtime: ServiceRuntime, letters: Sequence[DeadLetter]
+) -> list[DeadLetter]:
+    """Insert the dead letters; return those not recorded before (a restart's repeat)."""
+    if not letters:
+        return []
+    rows = await conn.fetch(
+        """
+        INSERT INTO dead_letters
+            (dead_letter_id, service, original_topic, "partition", "offset", reason, errors, at)
+        SELECT i, $1, t, p, o, r, e::jsonb, a
+        FROM unnest($2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[], $7::text[],
+                    $8::timestamptz[]) AS v(i, t, p, o, r, e, a)
+        ON CONFLICT (dead_letter_id) DO NOTHING
+        RETURNING dead_letter_id
+        """,
+        runtime.service,
+        [d.dead_letter_id for d in letters],
+        [d.original_topic for d in letters],
+        [d.partition for d in letters],
+        [d.offset for d in letters],
+        [str(d.reason) for d in letters],
+        [json.dumps([e.model_dump() for e in d.errors]) for d in letters],
+        [d.at for d in letters],
+    )
+    new = {r["dead_letter_id"] for r in rows}
+    return [d for d in letters if d.dead_letter_id in new]
+
+
+async def _apply_batch(
+    runtime: ServiceRuntime,
+    items: Sequence[_Item],
+    effect: Effect,
+    *,
+    accept_gap: bool,
+    ingress_from_header: bool,
+) -> _Outcome:
+    """Apply ``items`` in one transaction (see the module doc); raises on any failure."""
+    service = runtime.service
+    done = _Outcome()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await claim_positions(conn, service, [i.message for i in items], accept_gap=accept_gap)
+        first: dict[str, _Item] = {}
+        for item in items:
+            if item.event is not None and item.error is None:
+                first.setdefault(item.event.id, item)
+        claimed = await _claim_inbox(conn, service, list(first.values()))
+        rejected: list[str] = []
+        for item in items:
+            if item.event is None or item.payload is None or item.error is not None:
+                continue
+            if first[item.event.id] is not item or item.event.id not in claimed:
+                done.duplicates.append(item)
+                continue
+            received = Received(
+                item.message,
+                item.event,
+                item.payload,
+                conn,
+                runtime,
+                ingress_ms=ingress_ms_of(item.message, from_header=ingress_from_header),
+            )
+            with structlog.contextvars.bound_contextvars(
+                topic=item.message.topic,
+                partition=item.message.partition,
+                offset=item.message.offset,
+                event_id=item.event.id,
+            ):
+                try:
+                    received.outcome = await effect(received)
+                except Rejected as refused:
+                    # The effect checked before it wrote (module doc): nothing to undo but
+                    # the inbox row, so that a corrected event with this id still applies.
+                    item.error = refused
+                    rejected.append(item.event.id)
+                    continue
+            done.applied.append(received)
+        if rejected:
+            await conn.execute(
+                "DELETE FROM processed_events WHERE service = $1 AND event_id = ANY($2::text[])",
+                service,
+                rejected,
+            )
+        at = datetime.now(UTC)
+        letters = [
+            dead_letter_for(i.message, i.error, service, at) for i in items if i.error is not None
+        ]
+        new_letters = await _record_dead_letters(conn, runtime, letters)
+        by_id = {d.dead_letter_id: d for d in new_letters}
+        for item in items:
+            if item.error is not None:
+                letter_id = derive_id(
+                    "dead-letter", item.message.topic, item.message.partition, item.message.offset
+                )
+                if letter_id in by_id:
+                    done.dead.append((item, by_id[letter_id]))
+        await _record_outcomes(conn, service, done.applied)
+        duplicate_audits = [
+            AuditEntry(
+                "inbound_event",
+                i.event.id,
+                "duplicate_event_id",
+                {
+                    "topic": i.message.topic,
+                    "partition": i.message.partition,
+                    "offset": i.message.offset,
+                },
+            )
+            for i in done.duplicates
+            if i.event is not None
+        ]
+        await _write_audit(
+            conn, service, [a for r in done.applied for a in r.audits] + duplicate_audits
+        )
+        rows = [row for r in done.applied for row in r.outputs] + [
+            outbox_row(
+                service=service,
+                topic=runtime.topics(DEAD_LETTER),
+                key=d.original_topic,
+                event_id=d.dead_letter_id,
+                data=d,
+                time=d.at,
+            )
+            for _, d in done.dead
+        ]
+        done.enqueued = len(await enqueue_rows(conn, service, rows))
+    return done
+
+
+def _after_commit(runtime: ServiceRuntime, done: _Outcome) -> None:
+    """Metrics, logs and callbacks of a committed batch."""
+    metrics, log = runtime.metrics, runtime.log
+    if done.enqueued:
         runtime.relay.notify()
-    for callback in received.committed:
-        callback()
+    now_ms = time.time() * 1000
+    for received in done.applied:
+        for callback in received.committed:
+            callback()
+        if received.ingress_ms is not None:
+            metrics.pipeline_latency_seconds.labels(stage=runtime.service).observe(
+                max(0.0, (now_ms - received.ingress_ms) / 1000)
+            )
+    for item in done.duplicates:
+        assert item.event is not None
+        metrics.duplicates_skipped.labels(topic=item.message.topic).inc()
+        log.info(
+            "duplicate_event_skipped",
+            event_id=item.event.id,
+            topic=item.message.topic,
+            partition=item.message.partition,
+            offset=item.message.offset,
+        )
+    for item, letter in done.dead:
+        metrics.dead_lettered.labels(reason=str(letter.reason)).inc()
+        log.warning(
+            "dead_lettered",
+            topic=item.message.topic,
+            partition=item.message.partition,
+            offset=item.message.offset,
+            reason=str(letter.reason),
+            dead_letter_id=letter.dead_letter_id,
+        )
 
 
 async def consume(
     runtime: ServiceRuntime,
-    message: InboundMessage,
+    messages: Sequence[InboundMessage],
     accepted: Mapping[str, type[ContractModel]],
     effect: Effect,
     *,
     stage: str,
+    ingress_from_header: bool = True,
 ) -> None:
-    """Process one message to a durable end: applied, skipped as duplicate, or dead-lettered."""
+    """Process a batch of messages to a durable end: each applied, skipped as a duplicate,
+    or dead-lettered."""
+    if not messages:
+        return
     await runtime.ready()
-    # Every log line written while this message is processed names its coordinates (and,
-    # once decoded, its event id): ops can follow one message through the logs.
-    with structlog.contextvars.bound_contextvars(
-        topic=message.topic, partition=message.partition, offset=message.offset
-    ):
-        await _consume(runtime, message, accepted, effect, stage=stage)
-
-
-async def _consume(
-    runtime: ServiceRuntime,
-    message: InboundMessage,
-    accepted: Mapping[str, type[ContractModel]],
-    effect: Effect,
-    *,
-    stage: str,
-) -> None:
     started = time.perf_counter()
-    runtime.metrics.events_consumed.labels(topic=message.topic).inc()
+    for message in messages:
+        runtime.metrics.events_consumed.labels(topic=message.topic).inc()
+    items = [_decoded(runtime, m, accepted) for m in messages]
+    await _until_durable(runtime, items, effect, stage, ingress_from_header)
+    runtime.metrics.processing_seconds.labels(stage=stage).observe(time.perf_counter() - started)
+    runtime.metrics.batch_events.labels(stage=stage).observe(len(messages))
+
+
+async def _until_durable(
+    runtime: ServiceRuntime,
+    items: Sequence[_Item],
+    effect: Effect,
+    stage: str,
+    ingress_from_header: bool,
+) -> None:
     delay = 0.2
     waited_for_order = 0.0
     accept_gap = False
     while True:
+        for item in items:  # a refusal of a failed attempt is decided again
+            if isinstance(item.error, Rejected):
+                item.error = None
         try:
-            try:
-                event = decode(
-                    message.value, message.headers, max_bytes=runtime.settings.max_message_bytes
-                )
-                with structlog.contextvars.bound_contextvars(event_id=event.id):
-                    payload = validate_data(event, accepted)
-                    await _apply_once(runtime, message, event, payload, effect, accept_gap)
-            except (ContractError, Rejected) as error:
-                await _record_dead_letter(runtime, message, error, accept_gap)
+            done = await _apply_batch(
+                runtime,
+                items,
+                effect,
+                accept_gap=accept_gap,
+                ingress_from_header=ingress_from_header,
+            )
             break
         except asyncio.CancelledError:
             raise
@@ -315,17 +484,24 @@ async def _consume(
         # logged because driver messages can quote row values.
         except Exception as exc:
             runtime.metrics.retries.labels(stage=stage).inc()
+            first = items[0].message
             runtime.log.error(
                 "processing_failed_retrying",
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
+                topic=first.topic,
+                partition=first.partition,
+                offset=first.offset,
+                batch_events=len(items),
                 error_type=type(exc).__name__,
                 delay_seconds=delay,
             )
+            if len(items) > 1:
+                # One event may be the cause: go on one event per transaction.
+                for item in items:
+                    await _until_durable(runtime, [item], effect, stage, ingress_from_header)
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, runtime.settings.retry_max_seconds)
-    runtime.metrics.processing_seconds.labels(stage=stage).observe(time.perf_counter() - started)
+    _after_commit(runtime, done)
 
 
 def consume_topic(
@@ -335,20 +511,27 @@ def consume_topic(
     effect: Effect,
     *,
     stage: str,
-    before: Callable[[InboundMessage], None] | None = None,
+    before: Callable[[Sequence[InboundMessage]], None] | None = None,
 ) -> None:
-    """Register the agent that feeds contract topic ``topic`` through :func:`consume`.
+    """Register the agent that feeds contract topic ``topic`` through :func:`consume`, a
+    batch (``batch_max_events``, or what came within ``batch_linger_seconds``) at a time.
 
     One agent per topic, concurrency 1 (NOTES-kafka-faust.md: more can commit past an
-    in-flight message). ``before`` runs on each message first (screening's history).
+    in-flight message). ``before`` runs on each batch first (screening's history).
     """
     app = runtime.app
+    settings = runtime.settings
+    from_header = topic not in EXTERNAL_TOPICS
 
     async def agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = inbound_message(event)
+        async for events in stream.take_events(
+            settings.batch_max_events, within=settings.batch_linger_seconds
+        ):
+            messages = [inbound_message(e) for e in events]
             if before is not None:
-                before(message)
-            await consume(runtime, message, accepted, effect, stage=stage)
+                before(messages)
+            await consume(
+                runtime, messages, accepted, effect, stage=stage, ingress_from_header=from_header
+            )
 
     app.agent(raw_topic(app, runtime.topics(topic)), name=f"{stage}:{topic}", concurrency=1)(agent)

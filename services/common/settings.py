@@ -87,7 +87,17 @@ class Settings(BaseSettings):
         default=256 * 1024, description="Inbound values over this are dead-lettered as too_large."
     )
     outbox_batch_size: int = Field(
-        default=200, ge=1, description="Outbox rows published per batch."
+        default=1000, ge=1, description="Outbox rows published per batch (one flush)."
+    )
+    batch_max_events: int = Field(
+        default=500,
+        ge=1,
+        description="Most events an agent applies in one database transaction.",
+    )
+    batch_linger_seconds: float = Field(
+        default=0.01,
+        gt=0,
+        description="How long an agent waits for a batch to fill before applying what it has.",
     )
     outbox_poll_seconds: float = Field(
         default=1.0, gt=0, description="Outbox poll interval when nothing wakes the relay."

@@ -37,6 +37,12 @@ KEYED_TOPICS = (
     DEAD_LETTER,
 )
 
+#: Topics other systems write (upstream senders, case systems, practitioners' tools): the
+#: product trusts none of their headers.
+EXTERNAL_TOPICS = frozenset(
+    {INBOUND_POLICE, INBOUND_REFERRALS, PRACTITIONER_DECISIONS, QUEUE_UPDATES}
+)
+
 QUEUE_NAMES = ("single-agency", "initial-assessment", "s47")
 
 #: Largest record an upstream system may publish (the broker refuses larger ones at the

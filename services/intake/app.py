@@ -63,6 +63,10 @@ class Intake:
             datetime.now(UTC),
         )
         await store.record_contact(conn, contact, children, incident, received.message)
+        age = (contact.recorded_at - received_at).total_seconds()
+        received.after_commit(
+            lambda: self.runtime.metrics.report_age_seconds.observe(max(0.0, age))
+        )
         await received.audit(
             "contact",
             contact.contact_id,

@@ -156,8 +156,6 @@ class Routing:
         opened_ids = [i.queue_item_id for i in plan.opened]
         if opened_ids:
             await self._emit_breaches(received, now, opened_ids)
-        latency = (now - decision.received_at).total_seconds()
-        received.after_commit(lambda: self.runtime.metrics.end_to_end_seconds.observe(latency))
         self.runtime.log.info(
             "contact_routed",
             contact_id=decision.contact_id,

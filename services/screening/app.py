@@ -19,6 +19,7 @@ commits the contact's offset, so a contact whose offset is committed is in the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,16 +103,18 @@ class Screening:
             self.runtime.log.error("household_history_unreadable", subject_key=subject_key)
             return HouseholdHistory()
 
-    def remember(self, contact: Contact) -> None:
+    def remember(self, contact: Contact, partition: int) -> None:
         """Record the contact in its household's history (a no-op when already there).
 
-        Must run inside the agent's stream iteration: Faust writes the change to the
-        changelog partition of the message being processed.
+        The change goes to changelog partition ``partition``, the contact's own (what
+        Faust does for a table write inside a stream; a batch is handled outside one).
         """
         before = self.household(contact.subject_key)
         after = before.record(contact)
         if after is not before:
-            self.history[contact.subject_key] = after.to_json()
+            value = after.to_json()
+            self.history.data[contact.subject_key] = value
+            self.history.send_changelog(partition, contact.subject_key, value)
 
     def facts(self, contact: Contact) -> ScreeningHistory:
         """What the contacts before this one count for (from the table)."""
@@ -271,10 +274,11 @@ def build(runtime: ServiceRuntime) -> Screening:
     screening = Screening(runtime, rule_set, table, settings.screening_s47_confirmation)
     max_bytes = settings.max_message_bytes
 
-    def remember(message: InboundMessage) -> None:
-        contact = contact_of(message, max_bytes)
-        if contact is not None:
-            screening.remember(contact)  # before the transaction: see the module doc
+    def remember(messages: Sequence[InboundMessage]) -> None:
+        for message in messages:  # before the transaction: see the module doc
+            contact = contact_of(message, max_bytes)
+            if contact is not None:
+                screening.remember(contact, message.partition)
 
     consume_topic(
         runtime, CONTACTS, CONTACT_TYPES, screening.decide, stage=SERVICE, before=remember

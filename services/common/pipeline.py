@@ -10,9 +10,10 @@ and a safeguarding contact must never be skipped.
 
 Why a batch behaves like its events one by one: the effects run in offset order on the
 batch's one connection, so a later event reads what an earlier one wrote (a re-referral,
-an open case, a duplicate source reference); an effect that refuses its event raises
-:class:`Rejected` *before* it writes (every effect checks, then writes), so dead-lettering
-it leaves nothing of it behind; the rows nobody reads inside a batch — inbox claims,
+an open case, a duplicate source reference); an effect refuses an event (raises
+:class:`Rejected`, or sets ``refused``) *before* it writes anything for it (every effect
+checks, then writes), so dead-lettering it leaves nothing behind; the rows nobody reads
+inside a batch — inbox claims,
 outcomes, audit entries, outbox events, dead letters — are gathered and written once per
 batch. When a batch fails for any other reason its events are retried one per
 transaction, so one poisonous event cannot hold its neighbours back.
@@ -67,6 +68,9 @@ class Received:
     runtime: ServiceRuntime
     ingress_ms: int | None = None
     outcome: str = "pending"
+    """A short word for the inbox and audit, set by the effect (``applied``, ...)."""
+    refused: Rejected | None = None
+    """Set by a batch effect that refuses this event (it is dead-lettered)."""
     outputs: list[OutboxRow] = field(default_factory=list)
     audits: list[AuditEntry] = field(default_factory=list)
     committed: list[Callable[[], None]] = field(default_factory=list)
@@ -130,6 +134,30 @@ ORDER_POLL_SECONDS = 0.2
 
 Effect = Callable[[Received], Awaitable[str]]
 """An effect applies one event and returns a short outcome word for the inbox/audit."""
+
+BatchEffect = Callable[[Sequence[Received]], Awaitable[None]]
+"""A batch effect applies a batch's new events, in order, on their shared connection: it
+sets each one's ``outcome``, or ``refused`` (before writing anything for it)."""
+
+
+def one_by_one(effect: Effect) -> BatchEffect:
+    """The batch effect that applies ``effect`` to each event in turn (a later event reads
+    what an earlier one wrote); a :class:`Rejected` it raises refuses that event only."""
+
+    async def apply(batch: Sequence[Received]) -> None:
+        for received in batch:
+            with structlog.contextvars.bound_contextvars(
+                topic=received.message.topic,
+                partition=received.message.partition,
+                offset=received.message.offset,
+                event_id=received.event.id,
+            ):
+                try:
+                    received.outcome = await effect(received)
+                except Rejected as refused:
+                    received.refused = refused
+
+    return apply
 
 
 def _b64(value: bytes | None) -> str | None:
@@ -288,7 +316,7 @@ async def _record_dead_letters(
 async def _apply_batch(
     runtime: ServiceRuntime,
     items: Sequence[_Item],
-    effect: Effect,
+    effect: BatchEffect,
     *,
     accept_gap: bool,
     ingress_from_header: bool,
@@ -303,36 +331,34 @@ async def _apply_batch(
             if item.event is not None and item.error is None:
                 first.setdefault(item.event.id, item)
         claimed = await _claim_inbox(conn, service, list(first.values()))
-        rejected: list[str] = []
+        fresh: list[Received] = []
         for item in items:
             if item.event is None or item.payload is None or item.error is not None:
                 continue
             if first[item.event.id] is not item or item.event.id not in claimed:
                 done.duplicates.append(item)
                 continue
-            received = Received(
-                item.message,
-                item.event,
-                item.payload,
-                conn,
-                runtime,
-                ingress_ms=ingress_ms_of(item.message, from_header=ingress_from_header),
+            fresh.append(
+                Received(
+                    item.message,
+                    item.event,
+                    item.payload,
+                    conn,
+                    runtime,
+                    ingress_ms=ingress_ms_of(item.message, from_header=ingress_from_header),
+                )
             )
-            with structlog.contextvars.bound_contextvars(
-                topic=item.message.topic,
-                partition=item.message.partition,
-                offset=item.message.offset,
-                event_id=item.event.id,
-            ):
-                try:
-                    received.outcome = await effect(received)
-                except Rejected as refused:
-                    # The effect checked before it wrote (module doc): nothing to undo but
-                    # the inbox row, so that a corrected event with this id still applies.
-                    item.error = refused
-                    rejected.append(item.event.id)
-                    continue
-            done.applied.append(received)
+        if fresh:
+            await effect(fresh)
+        rejected: list[str] = []
+        for received, item in zip(fresh, (first[r.event.id] for r in fresh), strict=True):
+            if received.refused is not None:
+                # Refused before anything was written for it (module doc): nothing to undo
+                # but the inbox row, so that a corrected event with this id still applies.
+                item.error = received.refused
+                rejected.append(received.event.id)
+            else:
+                done.applied.append(received)
         if rejected:
             await conn.execute(
                 "DELETE FROM processed_events WHERE service = $1 AND event_id = ANY($2::text[])",
@@ -424,7 +450,7 @@ async def consume(
     runtime: ServiceRuntime,
     messages: Sequence[InboundMessage],
     accepted: Mapping[str, type[ContractModel]],
-    effect: Effect,
+    effect: BatchEffect,
     *,
     stage: str,
     ingress_from_header: bool = True,
@@ -446,7 +472,7 @@ async def consume(
 async def _until_durable(
     runtime: ServiceRuntime,
     items: Sequence[_Item],
-    effect: Effect,
+    effect: BatchEffect,
     stage: str,
     ingress_from_header: bool,
 ) -> None:
@@ -508,7 +534,7 @@ def consume_topic(
     runtime: ServiceRuntime,
     topic: str,
     accepted: Mapping[str, type[ContractModel]],
-    effect: Effect,
+    effect: BatchEffect,
     *,
     stage: str,
     before: Callable[[Sequence[InboundMessage]], None] | None = None,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from schemas.events import Contact
 from schemas.inbound import PoliceNotification, Referral
 from schemas.types import ce_type_of
-from services.common.pipeline import Received, consume_topic
+from services.common.pipeline import Received, consume_topic, one_by_one
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology, load_topology
@@ -102,7 +102,9 @@ def build(runtime: ServiceRuntime) -> Intake:
     """Register intake's agents on the runtime's Faust app."""
     intake = Intake(runtime, load_topology(runtime.settings.topology))
 
-    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record, stage=SERVICE)
-    consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record, stage=SERVICE)
+    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, one_by_one(intake.record), stage=SERVICE)
+    consume_topic(
+        runtime, INBOUND_REFERRALS, REFERRAL_TYPES, one_by_one(intake.record), stage=SERVICE
+    )
 
     return intake

@@ -18,7 +18,7 @@ from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.common.outbox import PRODUCT_SOURCE
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, FEEDBACK, ROUTED, SCHOOL_NOTIFICATIONS
 from services.common.topology import Topology, load_topology
@@ -258,10 +258,18 @@ def build(runtime: ServiceRuntime) -> Notifications:
     app = runtime.app
 
     consume_topic(
-        runtime, CONTACTS, CONTACT_TYPES, notifications.on_contact, stage="notifications_contact"
+        runtime,
+        CONTACTS,
+        CONTACT_TYPES,
+        one_by_one(notifications.on_contact),
+        stage="notifications_contact",
     )
     consume_topic(
-        runtime, ROUTED, ROUTED_TYPES, notifications.on_routed, stage="notifications_routed"
+        runtime,
+        ROUTED,
+        ROUTED_TYPES,
+        one_by_one(notifications.on_routed),
+        stage="notifications_routed",
     )
     app.task(notifications.watch_encompass)
     if notifications.sender is not None:

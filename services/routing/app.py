@@ -27,7 +27,7 @@ from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.common.outbox import enqueue_event
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
 from services.common.runtime import ServiceRuntime
 from services.common.topics import (
     DECISIONS,
@@ -402,9 +402,13 @@ def build(runtime: ServiceRuntime) -> Routing:
     routing = Routing(runtime)
     app = runtime.app
 
-    consume_topic(runtime, DECISIONS, DECISION_TYPES, routing.route, stage=SERVICE)
+    consume_topic(runtime, DECISIONS, DECISION_TYPES, one_by_one(routing.route), stage=SERVICE)
     consume_topic(
-        runtime, QUEUE_UPDATES, QUEUE_UPDATE_TYPES, routing.update, stage=f"{SERVICE}_lifecycle"
+        runtime,
+        QUEUE_UPDATES,
+        QUEUE_UPDATE_TYPES,
+        one_by_one(routing.update),
+        stage=f"{SERVICE}_lifecycle",
     )
 
     app.task(routing.watch_deadlines)

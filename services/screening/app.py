@@ -30,7 +30,7 @@ from schemas.types import ce_type_of
 from services.common.kafka import (
     InboundMessage,
 )
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
 from services.common.runtime import ServiceRuntime
 from services.common.settings import Settings
 from services.common.topics import (
@@ -281,13 +281,18 @@ def build(runtime: ServiceRuntime) -> Screening:
                 screening.remember(contact, message.partition)
 
     consume_topic(
-        runtime, CONTACTS, CONTACT_TYPES, screening.decide, stage=SERVICE, before=remember
+        runtime,
+        CONTACTS,
+        CONTACT_TYPES,
+        one_by_one(screening.decide),
+        stage=SERVICE,
+        before=remember,
     )
     consume_topic(
         runtime,
         PRACTITIONER_DECISIONS,
         PRACTITIONER_TYPES,
-        screening.practitioner,
+        one_by_one(screening.practitioner),
         stage=SERVICE,
     )
 

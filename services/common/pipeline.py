@@ -26,6 +26,7 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,16 @@ class Received:
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (metrics, logs)."""
         self.committed.append(callback)
+
+    def logged(self) -> AbstractContextManager[None]:
+        """Every log line written inside names this event's coordinates and id: ops can
+        follow one message through the logs (a batch effect wraps each event's work)."""
+        return structlog.contextvars.bound_contextvars(
+            topic=self.message.topic,
+            partition=self.message.partition,
+            offset=self.message.offset,
+            event_id=self.event.id,
+        )
 
     async def emit(
         self,
@@ -146,12 +157,7 @@ def one_by_one(effect: Effect) -> BatchEffect:
 
     async def apply(batch: Sequence[Received]) -> None:
         for received in batch:
-            with structlog.contextvars.bound_contextvars(
-                topic=received.message.topic,
-                partition=received.message.partition,
-                offset=received.message.offset,
-                event_id=received.event.id,
-            ):
+            with received.logged():
                 try:
                     received.outcome = await effect(received)
                 except Rejected as refused:
@@ -411,7 +417,7 @@ async def _apply_batch(
     return done
 
 
-def _after_commit(runtime: ServiceRuntime, done: _Outcome) -> None:
+def _after_commit(runtime: ServiceRuntime, done: _Outcome, stage: str) -> None:
     """Metrics, logs and callbacks of a committed batch."""
     metrics, log = runtime.metrics, runtime.log
     if done.enqueued:
@@ -421,7 +427,7 @@ def _after_commit(runtime: ServiceRuntime, done: _Outcome) -> None:
         for callback in received.committed:
             callback()
         if received.ingress_ms is not None:
-            metrics.pipeline_latency_seconds.labels(stage=runtime.service).observe(
+            metrics.pipeline_latency_seconds.labels(stage=stage).observe(
                 max(0.0, (now_ms - received.ingress_ms) / 1000)
             )
     for item in done.duplicates:
@@ -527,7 +533,7 @@ async def _until_durable(
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, runtime.settings.retry_max_seconds)
-    _after_commit(runtime, done)
+    _after_commit(runtime, done, stage)
 
 
 def consume_topic(

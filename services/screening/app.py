@@ -10,15 +10,17 @@ its contacts arrive on. The table is backed by a compacted changelog topic that 
 service creates (the app may not declare topics) with the contacts topic's partition count;
 on restart Faust rebuilds the table from it before any contact is screened.
 
-Order for each contact, so that a crash at any instant loses no history and counts nothing
-twice: (1) remember the contact in the table (idempotent by contact id: a replay changes
-nothing); (2) in one PostgreSQL transaction, screen it with the history of the contacts
-before it, record the decision and enqueue it. Faust flushes the changelog write before it
-commits the contact's offset, so a contact whose offset is committed is in the changelog.
+Order for each batch, so that a crash at any instant loses no history and counts nothing
+twice: (1) remember its contacts in the table, in order (idempotent by contact id: a replay
+changes nothing), taking each one's facts as it is remembered — what one-by-one screening
+would see; (2) in one PostgreSQL transaction, screen each new contact with those facts,
+record the decisions and enqueue them. Faust flushes the changelog writes before it commits
+the batch's offsets, so a contact whose offset is committed is in the changelog.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +52,8 @@ from services.screening.practitioner import (
 
 SERVICE = "screening"
 HISTORY_TABLE = "history"
+#: Parsed household histories kept in memory (bounded: the table can hold a city's).
+PARSED_HISTORIES = 4096
 CONTACT_TYPES = {ce_type_of(Contact): Contact}
 PRACTITIONER_TYPES = {ce_type_of(PractitionerDecision): PractitionerDecision}
 
@@ -89,6 +93,10 @@ class Screening:
         self.history = history
         """The Faust table: subject key -> HouseholdHistory JSON."""
         self.s47_gate = s47_gate
+        self._parsed: OrderedDict[str, tuple[bytes, HouseholdHistory]] = OrderedDict()
+        """Recently used histories, parsed (the table holds JSON bytes)."""
+        self._facts: dict[str, ScreeningHistory] = {}
+        """Facts of the current batch's contacts, taken as each was remembered."""
 
     def household(self, subject_key: str) -> HouseholdHistory:
         """The history recorded for a subject key.
@@ -97,14 +105,29 @@ class Screening:
         one) is logged and treated as empty: screening the contact with less history beats
         crashing the agent, which Faust would answer by skipping the message.
         """
+        raw = self.history.get(subject_key)
+        cached = self._parsed.get(subject_key)
+        if cached is not None and cached[0] == raw:
+            self._parsed.move_to_end(subject_key)
+            return cached[1]
         try:
-            return HouseholdHistory.from_json(self.history.get(subject_key))
+            history = HouseholdHistory.from_json(raw)
         except ValueError:
             self.runtime.log.error("household_history_unreadable", subject_key=subject_key)
             return HouseholdHistory()
+        if raw is not None:
+            self._keep_parsed(subject_key, raw, history)
+        return history
 
-    def remember(self, contact: Contact, partition: int) -> None:
-        """Record the contact in its household's history (a no-op when already there).
+    def _keep_parsed(self, subject_key: str, raw: bytes, history: HouseholdHistory) -> None:
+        self._parsed[subject_key] = (raw, history)
+        self._parsed.move_to_end(subject_key)
+        while len(self._parsed) > PARSED_HISTORIES:
+            self._parsed.popitem(last=False)
+
+    def remember(self, contact: Contact, partition: int) -> ScreeningHistory:
+        """Record the contact in its household's history (a no-op when already there) and
+        return what the contacts before it count for.
 
         The change goes to changelog partition ``partition``, the contact's own (what
         Faust does for a table write inside a stream; a batch is handled outside one).
@@ -115,28 +138,50 @@ class Screening:
             value = after.to_json()
             self.history.data[contact.subject_key] = value
             self.history.send_changelog(partition, contact.subject_key, value)
+            self._keep_parsed(contact.subject_key, value, after)
+        return after.facts_for(contact)
 
-    def facts(self, contact: Contact) -> ScreeningHistory:
-        """What the contacts before this one count for (from the table)."""
-        return self.household(contact.subject_key).facts_for(contact)
+    def remember_batch(self, messages: Sequence[InboundMessage]) -> None:
+        """Remember every contact of a batch, in order, before its transaction (see the
+        module doc), keeping each one's facts as one-by-one screening would see them."""
+        max_bytes = self.runtime.settings.max_message_bytes
+        self._facts = {}
+        for message in messages:
+            contact = contact_of(message, max_bytes)
+            if contact is not None:
+                facts = self.remember(contact, message.partition)
+                self._facts.setdefault(contact.contact_id, facts)
 
-    async def decide(self, received: Received) -> str:
-        """Screen the contact, record the decision and enqueue it (or hold an s47)."""
-        contact = received.payload
-        assert isinstance(contact, Contact)
-        conn = received.conn
-        if await store.has_automated_decision(conn, contact.contact_id):
-            # Same contact under a new event id (or after a rule-set change): decided once.
-            return "duplicate_decision"
-        facts = self.facts(contact)
+    async def decide_batch(self, batch: Sequence[Received]) -> None:
+        """Screen each contact of a batch in order, record the decisions in one statement
+        and enqueue them (or hold an s47); a contact decided before is decided once."""
+        contacts = []
+        for received in batch:
+            assert isinstance(received.payload, Contact)
+            contacts.append(received.payload)
+        decided = await store.contacts_with_automated_decision(
+            batch[0].conn, [c.contact_id for c in contacts]
+        )
+        rows: list[store.DecisionRow] = []
+        for received, contact in zip(batch, contacts, strict=True):
+            if contact.contact_id in decided:
+                # Same contact under a new event id (or after a rule-set change): decided once.
+                received.outcome = "duplicate_decision"
+                continue
+            decided.add(contact.contact_id)
+            facts = self._facts.get(contact.contact_id)
+            if facts is None:  # not remembered with this batch: cannot happen, but be safe
+                facts = self.household(contact.subject_key).facts_for(contact)
+            with received.logged():
+                rows.append(await self._decide(received, contact, facts))
+        await store.record_decisions(batch[0].conn, rows)
+
+    async def _decide(
+        self, received: Received, contact: Contact, facts: ScreeningHistory
+    ) -> store.DecisionRow:
+        """Screen one contact: the decision to record; audit and output enqueued."""
         decision = evaluate(contact, facts, self.rule_set, datetime.now(UTC))
         held = awaits_confirmation(decision, self.s47_gate)
-        await store.record_decision(
-            conn,
-            decision,
-            subject_key=contact.subject_key,
-            status="awaiting_confirmation" if held else "effective",
-        )
         await received.audit(
             "decision",
             decision.decision_id,
@@ -154,6 +199,11 @@ class Screening:
                 "missing_episodes_before_90d": dict(facts.missing_episodes_90d),
             },
         )
+        row = store.DecisionRow(
+            decision,
+            subject_key=contact.subject_key,
+            status="awaiting_confirmation" if held else "effective",
+        )
         if held:
             received.after_commit(
                 lambda: self.runtime.metrics.decisions_held.labels(hub=decision.hub).inc()
@@ -163,7 +213,8 @@ class Screening:
                 contact_id=contact.contact_id,
                 decision_id=decision.decision_id,
             )
-            return "awaiting_confirmation"
+            received.outcome = "awaiting_confirmation"
+            return row
         await self._publish(received, decision, contact.subject_key)
         self.runtime.log.info(
             "contact_screened",
@@ -171,7 +222,8 @@ class Screening:
             decision_id=decision.decision_id,
             outcome=decision.outcome,
         )
-        return "applied"
+        received.outcome = "applied"
+        return row
 
     async def _publish(self, received: Received, decision: Decision, subject_key: str) -> None:
         await received.emit(
@@ -272,21 +324,13 @@ def build(runtime: ServiceRuntime) -> Screening:
     if actual != expected:  # Faust changed its naming: fail loudly rather than lose history
         raise RuntimeError(f"history changelog is {actual}, not {expected}")
     screening = Screening(runtime, rule_set, table, settings.screening_s47_confirmation)
-    max_bytes = settings.max_message_bytes
-
-    def remember(messages: Sequence[InboundMessage]) -> None:
-        for message in messages:  # before the transaction: see the module doc
-            contact = contact_of(message, max_bytes)
-            if contact is not None:
-                screening.remember(contact, message.partition)
-
     consume_topic(
         runtime,
         CONTACTS,
         CONTACT_TYPES,
-        one_by_one(screening.decide),
+        screening.decide_batch,
         stage=SERVICE,
-        before=remember,
+        before=screening.remember_batch,
     )
     consume_topic(
         runtime,

@@ -4,6 +4,8 @@ practitioner decisions."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from schemas.events import Decision
@@ -18,12 +20,70 @@ if TYPE_CHECKING:
 DecisionStatus = Literal["effective", "awaiting_confirmation", "superseded"]
 
 
-async def has_automated_decision(conn: Connection, contact_id: str) -> bool:
-    """Whether the contact already has its automated decision (under any rule-set version)."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM decisions WHERE contact_id = $1 AND source = 'rules'", contact_id
+async def contacts_with_automated_decision(
+    conn: Connection, contact_ids: Sequence[str]
+) -> set[str]:
+    """The contacts among ``contact_ids`` that already have their automated decision (under
+    any rule-set version)."""
+    rows = await conn.fetch(
+        "SELECT contact_id FROM decisions WHERE contact_id = ANY($1::text[]) AND source = 'rules'",
+        list(contact_ids),
     )
-    return found is not None
+    return {r["contact_id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A decision to record, with what the decisions table keeps beside the event."""
+
+    decision: Decision
+    subject_key: str
+    status: DecisionStatus
+    practitioner: PractitionerDecision | None = None
+
+
+async def record_decisions(conn: Connection, rows: Sequence[DecisionRow]) -> set[str]:
+    """Insert decisions in one statement; return the ids that were new (a decision already
+    recorded is left as it is)."""
+    if not rows:
+        return set()
+    columns = [
+        [r.decision.decision_id for r in rows],
+        [r.decision.contact_id for r in rows],
+        [r.decision.level for r in rows],
+        [r.decision.outcome for r in rows],
+        [r.decision.rag for r in rows],
+        [r.decision.target_agency for r in rows],
+        [json.dumps([hit.model_dump() for hit in r.decision.rules]) for r in rows],
+        [r.decision.rule_set_version for r in rows],
+        [r.decision.source for r in rows],
+        [r.decision.hub for r in rows],
+        [r.decision.decided_at for r in rows],
+        [r.decision.rule_set_hash for r in rows],
+        [r.subject_key for r in rows],
+        [r.status for r in rows],
+        [r.decision.supersedes_decision_id for r in rows],
+        [None if r.practitioner is None else r.practitioner.practitioner_id for r in rows],
+        [None if r.practitioner is None else r.practitioner.agency for r in rows],
+        [r.decision.model_dump_json() for r in rows],
+    ]
+    inserted = await conn.fetch(
+        """
+        INSERT INTO decisions (decision_id, contact_id, level, outcome, rag, target_agency,
+            rules, rule_set_version, source, hub, decided_at, rule_set_hash, subject_key,
+            status, supersedes_decision_id, practitioner_id, practitioner_agency, payload)
+        SELECT d, c, l, o, g, t, r::jsonb, rv, s, h, a, x, k, st, sup, pid, pag, p::jsonb
+        FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                    $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                    $17::text[], $18::text[])
+             AS u(d, c, l, o, g, t, r, rv, s, h, a, x, k, st, sup, pid, pag, p)
+        ON CONFLICT (decision_id) DO NOTHING
+        RETURNING decision_id
+        """,
+        *columns,
+    )
+    return {r["decision_id"] for r in inserted}
 
 
 async def record_decision(
@@ -35,36 +95,8 @@ async def record_decision(
     practitioner: PractitionerDecision | None = None,
 ) -> bool:
     """Insert a decision; False when it was already recorded."""
-    inserted = await conn.fetchval(
-        """
-        INSERT INTO decisions (decision_id, contact_id, level, outcome, rag, target_agency,
-            rules, rule_set_version, source, hub, decided_at, rule_set_hash, subject_key,
-            status, supersedes_decision_id, practitioner_id, practitioner_agency, payload)
-        VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12, $13, $14, $15,
-            $16, $17, $18::jsonb)
-        ON CONFLICT (decision_id) DO NOTHING
-        RETURNING decision_id
-        """,
-        decision.decision_id,
-        decision.contact_id,
-        decision.level,
-        decision.outcome,
-        decision.rag,
-        decision.target_agency,
-        json.dumps([r.model_dump() for r in decision.rules]),
-        decision.rule_set_version,
-        decision.source,
-        decision.hub,
-        decision.decided_at,
-        decision.rule_set_hash,
-        subject_key,
-        status,
-        decision.supersedes_decision_id,
-        None if practitioner is None else practitioner.practitioner_id,
-        None if practitioner is None else practitioner.agency,
-        decision.model_dump_json(),
-    )
-    return inserted is not None
+    row = DecisionRow(decision, subject_key, status, practitioner)
+    return bool(await record_decisions(conn, [row]))
 
 
 async def load_contact_decisions(conn: Connection, contact_id: str) -> ContactDecisions | None:

@@ -321,13 +321,13 @@ def test_the_dashboard_has_a_sound_layout_and_says_what_each_panel_shows() -> No
         "Clocks overdue",
         "Waiting in $hub, by queue and RAG",
         "Decisions by outcome",
-        "Received → routed (end to end)",
+        "Published → queue item and outcome feedback (pipeline latency)",
         "Dead letters by reason",
         "Consumer lag (events waiting)",
     ):
         assert wanted in titles
     exprs = " ".join(t["expr"] for p in panels for t in p.get("targets", []))
-    assert re.search(r"histogram_quantile\(0\.9, .*mash_end_to_end_seconds_bucket", exprs)
+    assert re.search(r"histogram_quantile\(0\.99, .*mash_pipeline_latency_seconds_bucket", exprs)
     # The lag panels read the exporter, whose series outlive a dead worker.
     lag = {p["title"]: p["targets"][0]["expr"] for p in panels if p.get("targets")}
     assert "kafka_consumergroup_lag" in lag["Consumer lag (events waiting)"]

@@ -119,5 +119,6 @@ def test_the_lag_exporter_table_lists_every_series_it_exports_with_its_labels() 
 def test_the_tables_are_read() -> None:
     services, exporter = readme_tables()
     assert services["mash_decisions_total"] == {"outcome", "rag", "hub"}
-    assert services["mash_end_to_end_seconds"] == frozenset()
+    assert services["mash_report_age_seconds"] == frozenset()
+    assert services["mash_pipeline_latency_seconds"] == {"stage"}
     assert "kafka_consumergroup_lag" in exporter

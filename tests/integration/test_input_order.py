@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from services.common.kafka import InboundMessage
-from services.common.order import OutOfOrder, claim_position
+from services.common.order import OutOfOrder, claim_position, claim_positions
 from tests.support import Isolated, Stack, fetchval, isolated_world
 
 pytestmark = pytest.mark.integration
@@ -80,3 +80,42 @@ async def test_two_workers_never_apply_one_partition_at_once(world: Isolated) ->
         assert not await second  # it then sees offset 1 already applied
     finally:
         await first.close()
+
+
+async def claim_batch(
+    dsn: str, messages: list[InboundMessage], *, accept_gap: bool = False
+) -> dict[int, int]:
+    """Claim a batch in one transaction; the positions afterwards, by partition."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await claim_positions(conn, "screening", messages, accept_gap=accept_gap)
+        rows = await conn.fetch(
+            """SELECT "partition", next_offset FROM input_positions
+               WHERE service = 'screening' AND topic = 'mash.contacts.v1'"""
+        )
+        return {r["partition"]: r["next_offset"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_moves_each_partition_past_its_offsets_as_one_by_one_would(
+    world: Isolated,
+) -> None:
+    first = [at(10), at(11), at(3, partition=1), at(12), at(4, partition=1)]
+    assert await claim_batch(world.dsn, first) == {0: 13, 1: 5}
+    # Re-deliveries (below the position) pass; the batch goes on from where it stood.
+    assert await claim_batch(world.dsn, [at(11), at(12), at(13), at(5, partition=1)]) == {
+        0: 14,
+        1: 6,
+    }
+    # Early at the start, or a hole inside the batch: refused, nothing moves.
+    with pytest.raises(OutOfOrder) as early:
+        await claim_batch(world.dsn, [at(16), at(17)])
+    assert (early.value.expected, early.value.offset) == (14, 16)
+    with pytest.raises(OutOfOrder) as hole:
+        await claim_batch(world.dsn, [at(14), at(16)])
+    assert (hole.value.expected, hole.value.offset) == (15, 16)
+    assert await claim_batch(world.dsn, [at(6, partition=1)]) == {0: 14, 1: 7}
+    # Patience ran out: the position jumps past the batch.
+    assert await claim_batch(world.dsn, [at(14), at(16)], accept_gap=True) == {0: 17, 1: 7}

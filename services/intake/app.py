@@ -1,72 +1,90 @@
 """Intake: validate each inbound police notification and referral, record it as a contact
 in the system of record, and emit it on ``mash.contacts.v1``. Thin I/O around
 :mod:`services.intake.contacts` (pure).
+
+Intake applies a batch at a time (its batch effect, :meth:`Intake.record_batch`): it loads
+what the batch's events need in a few set-based queries, decides every event in offset
+order in memory — each seeing the batch's earlier contacts as if they had been written
+(:class:`~services.intake.contacts.KnownContacts`) — then writes all the rows in a fixed
+number of statements. Nothing is written before every event is decided (an event whose
+decision raises fails the batch, which the pipeline then retries one event per
+transaction), so a batch leaves the same rows, audit entries and output events as its
+events applied one by one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from schemas.events import Contact
 from schemas.inbound import PoliceNotification, Referral
 from schemas.types import ce_type_of
-from services.common.pipeline import Received, consume_topic, one_by_one
+from services.common.pipeline import Received, consume_topic
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology, load_topology
 from services.intake import store
-from services.intake.contacts import (
-    build_contact,
-    identify_children,
-    incident_date,
-    source_of,
-)
+from services.intake.contacts import Arrival, NewContact, arrival_of, decide_batch
 
 SERVICE = "intake"
 POLICE_TYPES = {ce_type_of(PoliceNotification): PoliceNotification}
 REFERRAL_TYPES = {ce_type_of(Referral): Referral}
 
 
-class Intake:
-    """The intake service's effect: one inbound payload -> one recorded contact."""
+def utc_now() -> datetime:
+    """The current time, in UTC (a contact's recorded time)."""
+    return datetime.now(UTC)
 
-    def __init__(self, runtime: ServiceRuntime, topology: Topology) -> None:
+
+def _arrival(received: Received) -> Arrival:
+    """What intake reads off one valid inbound event."""
+    payload = received.payload
+    assert isinstance(payload, PoliceNotification | Referral)
+    return arrival_of(payload, received.event, received.message)
+
+
+class Intake:
+    """The intake service's effect: each new inbound payload -> one recorded contact."""
+
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        topology: Topology,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.runtime = runtime
         self.topology = topology
+        self.clock = clock
 
-    async def record(self, received: Received) -> str:
-        """Record the contact and enqueue it; a repeat by source reference has no effect."""
-        payload = received.payload
-        assert isinstance(payload, PoliceNotification | Referral)
-        source = source_of(payload, received.event, received.message)
-        conn = received.conn
-        if await store.contact_exists(conn, source.system, source.reference):
-            self.runtime.metrics.duplicates_skipped.labels(topic=received.message.topic).inc()
-            await received.audit(
-                "inbound_event", received.event.id, "duplicate_source_reference", {}
-            )
-            return "duplicate_source"
-        children = identify_children(payload, source.system)
-        incident = incident_date(payload)
-        received_at = (
-            payload.reported_at if isinstance(payload, PoliceNotification) else payload.received_at
-        )
-        history = await store.load_history(
-            conn, [c.child.subject_id for c in children], received_at, incident, source.system
-        )
-        contact: Contact = build_contact(
-            payload,
-            received.event,
-            received.message,
-            self.topology,
-            history,
-            datetime.now(UTC),
-        )
-        await store.record_contact(conn, contact, children, incident, received.message)
-        age = (contact.recorded_at - received_at).total_seconds()
+    async def record_batch(self, batch: Sequence[Received]) -> None:
+        """Record the batch's contacts and enqueue them, in offset order; a repeat by source
+        reference (of a recorded contact or an earlier one of the batch) has no effect."""
+        if not batch:
+            return
+        conn = batch[0].conn
+        arrivals = [_arrival(r) for r in batch]
+        known = await store.known_contacts(conn, arrivals)
+        decided = decide_batch(arrivals, known, self.topology, self.clock)
+        await store.record_contacts(conn, [new for new in decided if new is not None])
+        for received, new in zip(batch, decided, strict=True):
+            if new is None:
+                await self._duplicate(received)
+            else:
+                await self._recorded(received, new)
+
+    async def _duplicate(self, received: Received) -> None:
+        """Audit and count a repeat by source reference."""
+        topic = received.message.topic
         received.after_commit(
-            lambda: self.runtime.metrics.report_age_seconds.observe(max(0.0, age))
+            lambda: self.runtime.metrics.duplicates_skipped.labels(topic=topic).inc()
         )
+        await received.audit("inbound_event", received.event.id, "duplicate_source_reference", {})
+        received.outcome = "duplicate_source"
+
+    async def _recorded(self, received: Received, new: NewContact) -> None:
+        """Audit a recorded contact, enqueue it on ``mash.contacts.v1`` and, once committed,
+        observe its report age and log it (ids only)."""
+        contact = new.contact
         await received.audit(
             "contact",
             contact.contact_id,
@@ -74,7 +92,7 @@ class Intake:
             {
                 "hub": contact.hub,
                 "event_id": received.event.id,
-                "child_count": len(children),
+                "child_count": len(new.children),
                 "out_of_area": contact.out_of_area,
                 "address_unresolved": contact.address_unresolved,
                 "re_referral": contact.re_referral,
@@ -89,22 +107,30 @@ class Intake:
             data=contact,
             time=contact.recorded_at,
         )
-        self.runtime.log.info(
-            "contact_recorded",
-            contact_id=contact.contact_id,
-            event_id=received.event.id,
-            hub=contact.hub,
-        )
-        return "applied"
+        age = max(0.0, (contact.recorded_at - contact.received_at).total_seconds())
+        message = received.message
+
+        def committed() -> None:
+            self.runtime.metrics.report_age_seconds.observe(age)
+            self.runtime.log.info(
+                "contact_recorded",
+                contact_id=contact.contact_id,
+                event_id=received.event.id,
+                hub=contact.hub,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+
+        received.after_commit(committed)
+        received.outcome = "applied"
 
 
 def build(runtime: ServiceRuntime) -> Intake:
     """Register intake's agents on the runtime's Faust app."""
     intake = Intake(runtime, load_topology(runtime.settings.topology))
 
-    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, one_by_one(intake.record), stage=SERVICE)
-    consume_topic(
-        runtime, INBOUND_REFERRALS, REFERRAL_TYPES, one_by_one(intake.record), stage=SERVICE
-    )
+    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record_batch, stage=SERVICE)
+    consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record_batch, stage=SERVICE)
 
     return intake

@@ -1,14 +1,24 @@
-"""Turn a validated inbound payload into a recorded contact — pure, no I/O.
+"""Turn validated inbound payloads into recorded contacts — pure, no I/O.
 
 What is known only from the database (re-referral, open case, linked contacts) is passed
 in as :class:`ContactHistory`, so the whole construction is testable without Postgres.
+
+A batch is decided against :class:`KnownContacts`: the state the database held for the
+batch's events when the batch began (loaded set-based by :mod:`services.intake.store`),
+grown in memory by each contact the batch records, in offset order. The invariant: when an
+event is decided, ``KnownContacts`` answers every question intake asks — is this (system,
+reference) recorded? which contacts about these children, received when, about which
+incident date, from which system? is a case open? — exactly as the database would if the
+batch's earlier events had been applied and written one by one. Nothing else of the
+batch's own writes is read by a later event (intake writes no queue items), so deciding
+the whole batch first and writing its rows afterwards gives the same rows as one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from schemas.cloudevents import CloudEvent
@@ -23,6 +33,9 @@ LONDON = ZoneInfo("Europe/London")
 
 #: Census referral source of a police notification.
 POLICE_REFERRAL_SOURCE = "6"
+
+#: Re-referral window (DOMAIN.md: a referral within 12 months of a previous one).
+RE_REFERRAL_WINDOW = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,11 @@ def identify_children(
     return out
 
 
+def received_at_of(payload: PoliceNotification | Referral) -> datetime:
+    """When the hub received the contact: the police report time, or the referral's."""
+    return payload.reported_at if isinstance(payload, PoliceNotification) else payload.received_at
+
+
 def incident_date(payload: PoliceNotification | Referral) -> date:
     """The London date of the incident (police) or of receipt (referral), for linking."""
     moment = payload.occurred_at if isinstance(payload, PoliceNotification) else payload.received_at
@@ -145,6 +163,40 @@ def subject_key(children: Sequence[ContactChild]) -> str:
     return first.household_key or first.subject_id
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """An inbound event as intake decides it: the payload and what is read off it."""
+
+    payload: PoliceNotification | Referral
+    event: CloudEvent
+    message: InboundMessage
+    source: SourceCoordinates
+    children: list[IdentifiedChild]
+    incident: date
+    received_at: datetime
+
+    @property
+    def subject_ids(self) -> list[str]:
+        """The subject ids of the contact's children, each once, in the children's order."""
+        return list(dict.fromkeys(c.child.subject_id for c in self.children))
+
+
+def arrival_of(
+    payload: PoliceNotification | Referral, event: CloudEvent, message: InboundMessage
+) -> Arrival:
+    """Read the source, children, incident date and receipt time off an inbound event."""
+    source = source_of(payload, event, message)
+    return Arrival(
+        payload=payload,
+        event=event,
+        message=message,
+        source=source,
+        children=identify_children(payload, source.system),
+        incident=incident_date(payload),
+        received_at=received_at_of(payload),
+    )
+
+
 def build_contact(
     payload: PoliceNotification | Referral,
     event: CloudEvent,
@@ -154,8 +206,15 @@ def build_contact(
     recorded_at: datetime,
 ) -> Contact:
     """The recorded contact for a validated inbound payload."""
-    source = source_of(payload, event, message)
-    children = [c.child for c in identify_children(payload, source.system)]
+    return contact_of(arrival_of(payload, event, message), topology, history, recorded_at)
+
+
+def contact_of(
+    arrival: Arrival, topology: Topology, history: ContactHistory, recorded_at: datetime
+) -> Contact:
+    """The recorded contact for an arrival, given its history."""
+    payload, source = arrival.payload, arrival.source
+    children = [c.child for c in arrival.children]
     resolution = resolve_hub(payload, topology)
     cid = contact_id_for(source.system, source.reference)
     police = payload if isinstance(payload, PoliceNotification) else None
@@ -163,7 +222,7 @@ def build_contact(
         contact_id=cid,
         contact_reference=contact_reference(cid),
         subject_key=subject_key(children),
-        received_at=payload.reported_at if police else payload.received_at,  # type: ignore[union-attr]
+        received_at=arrival.received_at,
         recorded_at=recorded_at,
         source=source,
         incident_type=police.incident_type if police else None,
@@ -182,3 +241,156 @@ def build_contact(
         re_referral=history.re_referral,
         linked_contact_ids=list(history.linked_contact_ids),
     )
+
+
+# --- a batch of contacts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriorContact:
+    """A recorded contact about a child, as re-referral and linking look at it."""
+
+    contact_id: str
+    received_at: datetime
+    incident_date: date | None
+    source_system: str
+
+
+def history_of(
+    priors: Iterable[PriorContact],
+    *,
+    open_case: bool,
+    received_at: datetime,
+    incident: date,
+    source_system: str,
+) -> ContactHistory:
+    """The flags of a new contact from the recorded contacts about its children.
+
+    - re-referral: one of them was received in ``[received_at - 12 months, received_at)``;
+    - linked: those with the same incident date that came from another sending system,
+      each once, in ascending contact id (the order the database gives these ids: they
+      are lower-case UUIDs, so every collation sorts them as Python does).
+    """
+    earliest = received_at - RE_REFERRAL_WINDOW
+    known = list(priors)
+    return ContactHistory(
+        re_referral=any(earliest <= p.received_at < received_at for p in known),
+        open_case=open_case,
+        linked_contact_ids=sorted(
+            {
+                p.contact_id
+                for p in known
+                if p.incident_date == incident and p.source_system != source_system
+            }
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class NewContact:
+    """A contact a batch records, with what its rows need besides the contact itself."""
+
+    contact: Contact
+    children: list[IdentifiedChild]
+    incident: date
+    message: InboundMessage
+
+
+class KnownContacts:
+    """What the system of record holds for a batch's events, as each is decided (module doc):
+    loaded once when the batch begins, then grown by each contact the batch records."""
+
+    def __init__(
+        self,
+        sources: Iterable[tuple[str, str]],
+        priors: Mapping[str, Iterable[PriorContact]],
+        open_subjects: Iterable[str],
+    ) -> None:
+        """``sources``: the recorded (system, reference) pairs among the batch's; ``priors``:
+        the recorded contacts about each of the batch's children (by subject id) that any
+        of its events may look at; ``open_subjects``: those children with an open case."""
+        self._sources = set(sources)
+        self._priors = {sid: list(found) for sid, found in priors.items()}
+        self._open = frozenset(open_subjects)
+
+    def is_recorded(self, source: SourceCoordinates) -> bool:
+        """Whether a contact from this (system, reference) is recorded (a duplicate)."""
+        return (source.system, source.reference) in self._sources
+
+    def history(self, arrival: Arrival) -> ContactHistory:
+        """Re-referral, open-case and linked-contact facts for the arrival's children."""
+        sids = arrival.subject_ids
+        return history_of(
+            (p for sid in sids for p in self._priors.get(sid, ())),
+            open_case=any(sid in self._open for sid in sids),
+            received_at=arrival.received_at,
+            incident=arrival.incident,
+            source_system=arrival.source.system,
+        )
+
+    def add(self, new: NewContact) -> None:
+        """Take a contact the batch records into account for the events after it."""
+        contact = new.contact
+        self._sources.add((contact.source.system, contact.source.reference))
+        prior = PriorContact(
+            contact_id=contact.contact_id,
+            received_at=contact.received_at,
+            incident_date=new.incident,
+            source_system=contact.source.system,
+        )
+        for sid in dict.fromkeys(c.child.subject_id for c in new.children):
+            self._priors.setdefault(sid, []).append(prior)
+
+
+def decide_batch(
+    arrivals: Sequence[Arrival],
+    known: KnownContacts,
+    topology: Topology,
+    clock: Callable[[], datetime],
+) -> list[NewContact | None]:
+    """Decide each arrival in order: ``None`` for a repeat of a recorded (system,
+    reference) — a duplicate by source — else the contact to record, which the arrivals
+    after it see (``known`` grows). ``clock`` gives each new contact its recorded time."""
+    decided: list[NewContact | None] = []
+    for arrival in arrivals:
+        if known.is_recorded(arrival.source):
+            decided.append(None)
+            continue
+        contact = contact_of(arrival, topology, known.history(arrival), clock())
+        new = NewContact(contact, arrival.children, arrival.incident, arrival.message)
+        known.add(new)
+        decided.append(new)
+    return decided
+
+
+@dataclass(frozen=True)
+class ChildSighting:
+    """The ``children`` row of one child after a batch: how it was first matched and when
+    first seen (kept by a row that exists already), and its latest contact."""
+
+    subject_id: str
+    match_basis: MatchBasis
+    first_seen_at: datetime
+    last_contact_id: str
+    last_seen_at: datetime
+
+
+def child_sightings(recorded: Sequence[NewContact]) -> list[ChildSighting]:
+    """One row per child of the batch, as upserting each contact's children in order would
+    leave it: basis and first sighting from the child's first contact of the batch, last
+    contact and sighting from its last one. Sorted by subject id, so that concurrent
+    transactions lock ``children`` rows in one order."""
+    rows: dict[str, ChildSighting] = {}
+    for new in recorded:
+        at, cid = new.contact.recorded_at, new.contact.contact_id
+        for c in new.children:
+            sid = c.child.subject_id
+            first = rows.get(sid)
+            rows[sid] = ChildSighting(
+                subject_id=sid,
+                match_basis=first.match_basis if first else c.basis,
+                first_seen_at=first.first_seen_at if first else at,
+                last_contact_id=cid,
+                last_seen_at=at,
+            )
+    return [rows[sid] for sid in sorted(rows)]

@@ -34,8 +34,8 @@ BATCH = 12
 
 #: The table each victim writes in the transaction of EVERY event it consumes, and that no
 #: other service writes (services/*/store.py):
-#: - intake: ``contacts`` (``record_contact``, every new contact);
-#: - screening: ``decisions`` (``record_decision``, every contact screened);
+#: - intake: ``contacts`` (``record_contacts``, every new contact);
+#: - screening: ``decisions`` (``record_decisions``, every contact screened);
 #: - routing: ``routing_decisions`` (``record_decision``, every decision, routed or
 #:   superseded; ``queue_items`` would only catch the decisions that open an item);
 #: - notifications: ``feedback`` (the acknowledgement of every contact, the outcome or

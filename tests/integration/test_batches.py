@@ -47,7 +47,7 @@ async def test_a_burst_is_applied_in_batches_and_each_event_ends_as_one_by_one_w
     bad: Outgoing = (topic, key, b"{not json", headers)
     repeated_id = referral_record(intake, 0, f"batch-{token}-0", f"REF-BATCH-{token}-other")
     repeated_source = referral_record(intake, 1, f"batch-{token}-again", f"REF-BATCH-{token}-1")
-    burst = good[:10] + [bad] + good[10:20] + [repeated_id, repeated_source] + good[20:]
+    burst = [*good[:10], bad, *good[10:20], repeated_id, repeated_source, *good[20:]]
     await publish(intake.world.stack.bootstrap, burst)
 
     async def all_handled() -> bool:

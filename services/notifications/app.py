@@ -1,35 +1,85 @@
 """Notifications: feedback to referrers through the firewall, Operation Encompass notices
 to schools, and webhook delivery to agencies without Kafka. Thin I/O around the pure
-:mod:`~services.notifications.feedback`, :mod:`~services.notifications.encompass` and
-:mod:`~services.notifications.firewall`.
+:mod:`~services.notifications.feedback`, :mod:`~services.notifications.encompass`,
+:mod:`~services.notifications.firewall` and :mod:`~services.notifications.plan`.
 
 Every outbound event is written, in the transaction that consumes its cause, together with
 its audit row (``disclosures``), its business row (``feedback`` / ``encompass_notices``),
 its outbox row and, for agencies with a webhook, its ``webhook_deliveries`` row.
+
+Each topic has a batch effect (``services/common/pipeline.py``): it loads the state the
+batch needs set-based, decides every event in order in memory
+(:mod:`~services.notifications.plan`, which says why that equals one by one), writes the
+batch's rows with one statement per table, and emits, counts and logs only what was new.
+Statements per batch, whatever its size: contacts at most 5 (feedback, notices, unmatched
+children, disclosures, webhook deliveries); routings at most 5 (lock, read feedback,
+feedback, disclosures, webhook deliveries).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence, Set
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
-from schemas.events import Contact, Routed, SchoolNotification
+import structlog
+
+from schemas.base import ContractModel
+from schemas.events import Contact, Routed
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.common.outbox import PRODUCT_SOURCE
-from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
+from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
-from services.common.topics import CONTACTS, FEEDBACK, ROUTED, SCHOOL_NOTIFICATIONS
+from services.common.topics import CONTACTS, ROUTED, SCHOOL_NOTIFICATIONS
 from services.common.topology import Topology, load_topology
-from services.notifications import encompass, feedback, store
+from services.notifications import encompass, plan, store
 from services.notifications.delivery import WebhookSender
 from services.notifications.firewall import ALLOW_LIST_VERSION, Disclosure
 from services.notifications.webhooks import WebhookConfig, load_webhooks
 
+if TYPE_CHECKING:
+    from services.common.db import Connection
+
 SERVICE = "notifications"
 CONTACT_TYPES = {ce_type_of(Contact): Contact}
 ROUTED_TYPES = {ce_type_of(Routed): Routed}
+
+M = TypeVar("M", bound=ContractModel)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a batch's inserts found new."""
+
+    issued: Set[str]
+    """Ids of the feedback events and notices whose rows are new (they go out)."""
+    unmatched: Set[tuple[str, str]]
+    """(contact id, subject id) of the children newly left for the police desk."""
+    to_deliver: Set[str]
+    """Ids of the new feedback events with a webhook delivery."""
+
+
+def _payload(received: Received, model: type[M]) -> M:
+    payload = received.payload
+    assert isinstance(payload, model)
+    return payload
+
+
+@contextmanager
+def _bound(received: Received) -> Iterator[None]:
+    """Log lines about ``received`` carry its coordinates and id."""
+    with structlog.contextvars.bound_contextvars(
+        topic=received.message.topic,
+        partition=received.message.partition,
+        offset=received.message.offset,
+        event_id=received.event.id,
+    ):
+        yield
 
 
 class Notifications:
@@ -48,53 +98,135 @@ class Notifications:
         self.webhooks = webhooks
         self.sender = None if webhooks is None else WebhookSender(runtime, webhooks)
 
-    async def _disclose_on_kafka(
-        self, received: Received, topic: str, contact_id: str, d: Disclosure, at: datetime
-    ) -> None:
-        """Audit the disclosure, then enqueue the event (same transaction)."""
-        await store.record_disclosure(
-            received.conn,
-            store.DisclosureRow(
-                disclosure_id=derive_id("disclosure", "kafka", d.event_id),
-                event_id=d.event_id,
-                contact_id=contact_id,
-                channel="kafka",
-                destination=self.runtime.topics(topic),
-                recipient=d.recipient,
-                audience=d.audience,
-                rule=d.rule,
-                allow_list=ALLOW_LIST_VERSION,
-                fields=d.fields,
-                disclosed_at=at,
-            ),
+    async def on_contacts(self, batch: Sequence[Received]) -> None:
+        """Recorded contacts: acknowledge each; for police domestic abuse, tell the schools.
+
+        Contacts need no state read first: whether a row is new is what its insert says.
+        Decided in order (see :mod:`~services.notifications.plan` for why a batch gives
+        the same result as its events one by one).
+        """
+        ledger = plan.Ledger()
+        plans = [
+            plan.contact_plan(_payload(r, Contact), ledger, self.calendar, datetime.now(UTC))
+            for r in batch
+        ]
+        await self._carry_out(batch, plans)
+
+    async def on_routings(self, batch: Sequence[Received]) -> None:
+        """Routings: report each outcome, or an update when what the referrer knows changed.
+
+        The batch's contacts are locked (in key order), then their feedback is read, in two
+        statements; each routing is then decided in order against that and what the
+        earlier routings of the batch issued (:mod:`~services.notifications.plan`).
+        """
+        if not batch:
+            return
+        routings = [_payload(r, Routed) for r in batch]
+        contact_ids = sorted({r.contact_id for r in routings})
+        conn = batch[0].conn
+        await store.lock_contacts(conn, contact_ids)
+        ledger = plan.Ledger(await store.recorded_feedback(conn, contact_ids))
+        plans = [plan.routed_plan(r, ledger, self.topology, datetime.now(UTC)) for r in routings]
+        await self._carry_out(batch, plans)
+
+    async def _carry_out(self, batch: Sequence[Received], plans: Sequence[plan.Plan]) -> None:
+        """Write the batch's rows, then, event by event in order, emit and count what was
+        new and set each event's outcome (or refuse it)."""
+        if not batch:
+            return
+        written = await self._write(batch[0].conn, plans)
+        for received, planned in zip(batch, plans, strict=True):
+            with _bound(received):
+                if planned.refused:
+                    received.refused = Rejected.unknown_reference(
+                        "hub", "the hub is not in this deployment's topology"
+                    )
+                    continue
+                for issue in planned.issues:
+                    if issue.event_id in written.issued:
+                        await self._disclose_on_kafka(received, issue, written)
+                for child in planned.unmatched:
+                    if (child.contact_id, child.subject_id) in written.unmatched:
+                        self._unmatched(received, child)
+                received.outcome = planned.outcome(written.issued)
+
+    async def _write(self, conn: Connection, plans: Sequence[plan.Plan]) -> Written:
+        """Insert every claimed row of the batch: at most one statement per table.
+
+        Disclosures and webhook deliveries are written for the new rows only, as they were
+        one by one; their own insert skips any recorded before.
+        """
+        issues = [i for p in plans for i in p.issues]
+        issued = await store.insert_feedback(
+            conn, [i.feedback for i in issues if i.feedback is not None]
         )
-        await received.emit(topic, key=d.recipient, event_id=d.event_id, data=d.event, time=at)
+        issued |= await store.insert_notices(
+            conn, [i.notice for i in issues if i.notice is not None]
+        )
+        unmatched = await store.insert_unmatched(conn, [c for p in plans for c in p.unmatched])
+        new = [i for i in issues if i.event_id in issued]
+        await store.insert_disclosures(conn, [self._disclosure_row(i) for i in new])
+        deliveries = [row for i in new if (row := self._delivery_row(i)) is not None]
+        await store.insert_deliveries(conn, deliveries)
+        return Written(issued, unmatched, frozenset(d.event_id for d in deliveries))
+
+    def _disclosure_row(self, issue: plan.Issue) -> store.DisclosureRow:
+        """The audit of one event leaving on Kafka."""
+        d = issue.disclosure
+        return store.DisclosureRow(
+            disclosure_id=derive_id("disclosure", "kafka", d.event_id),
+            event_id=d.event_id,
+            contact_id=issue.contact_id,
+            channel="kafka",
+            destination=self.runtime.topics(issue.topic),
+            recipient=d.recipient,
+            audience=d.audience,
+            rule=d.rule,
+            allow_list=ALLOW_LIST_VERSION,
+            fields=d.fields,
+            disclosed_at=issue.at,
+        )
+
+    def _delivery_row(self, issue: plan.Issue) -> store.DeliveryRow | None:
+        """The webhook delivery of a feedback event, if its agency has an endpoint."""
+        d = issue.disclosure
+        if issue.feedback is None or self.webhooks is None or self.sender is None:
+            return None
+        if self.webhooks.endpoint(d.recipient) is None:
+            return None
+        return store.DeliveryRow(
+            delivery_id=derive_id("webhook-delivery", d.event_id, d.recipient),
+            event_id=d.event_id,
+            contact_id=issue.contact_id,
+            agency_id=d.recipient,
+            audience=d.audience,
+            ce_source=f"{PRODUCT_SOURCE}:{self.runtime.service}",
+            ce_time=issue.at,
+            data=d.event.model_dump_json().encode(),
+        )
+
+    async def _disclose_on_kafka(
+        self, received: Received, issue: plan.Issue, written: Written
+    ) -> None:
+        """Enqueue a new event (its disclosure is recorded), then count and log it."""
+        d = issue.disclosure
+        await received.emit(
+            issue.topic, key=d.recipient, event_id=d.event_id, data=d.event, time=issue.at
+        )
         received.after_commit(
             lambda: self.runtime.metrics.disclosures.labels(
                 audience=d.audience, channel="kafka"
             ).inc()
         )
+        if issue.feedback is not None:
+            self._feedback_issued(received, issue.feedback, d, written)
+        elif issue.notice is not None:
+            self._notice_issued(received, issue.notice)
 
-    async def _issue_feedback(
-        self, received: Received, row: store.FeedbackRow, d: Disclosure
-    ) -> bool:
-        """Record, audit and enqueue one feedback event; False if it was issued before."""
-        if not await store.record_feedback(received.conn, row):
-            return False
-        await self._disclose_on_kafka(received, FEEDBACK, row.contact_id, d, row.issued_at)
-        endpoint = None if self.webhooks is None else self.webhooks.endpoint(d.recipient)
-        if endpoint is not None and self.sender is not None:
-            await store.enqueue_delivery(
-                received.conn,
-                delivery_id=derive_id("webhook-delivery", d.event_id, d.recipient),
-                event_id=d.event_id,
-                contact_id=row.contact_id,
-                agency_id=d.recipient,
-                audience=d.audience,
-                ce_source=f"{PRODUCT_SOURCE}:{self.runtime.service}",
-                ce_time=row.issued_at,
-                data=d.event.model_dump_json().encode(),
-            )
+    def _feedback_issued(
+        self, received: Received, row: store.FeedbackRow, d: Disclosure, written: Written
+    ) -> None:
+        if d.event_id in written.to_deliver and self.sender is not None:
             received.after_commit(self.sender.notify)
         received.after_commit(
             lambda: self.runtime.metrics.feedback_sent.labels(
@@ -108,63 +240,17 @@ class Notifications:
             kind=row.kind,
             agency_type=d.audience,
         )
-        return True
 
-    async def on_contact(self, received: Received) -> str:
-        """A recorded contact: acknowledge it; for police domestic abuse, tell the schools."""
-        contact = received.payload
-        assert isinstance(contact, Contact)
-        now = datetime.now(UTC)
-        ack = feedback.acknowledgement(contact, now)
-        issued = await self._issue_feedback(
-            received,
-            store.FeedbackRow(
-                feedback_id=ack.event_id,
-                contact_id=contact.contact_id,
-                kind="acknowledgement",
-                agency_id=contact.source.agency_id,
-                audience=ack.audience,
-                issued_at=now,
-            ),
-            ack,
-        )
-        scheme = encompass.school_notices(contact, self.calendar)
-        for notice in scheme.notices:
-            await self._issue_notice(received, contact, notice, now)
-        for child in scheme.unmatched:
-            await self._record_unmatched(received, child)
-        return "applied" if issued else "already_acknowledged"
-
-    async def _issue_notice(
-        self, received: Received, contact: Contact, notice: encompass.SchoolNotice, now: datetime
-    ) -> None:
-        event = notice.disclosure.event
-        assert isinstance(event, SchoolNotification)
-        if not await store.record_notice(
-            received.conn,
-            notice_id=event.notice_id,
-            contact_id=contact.contact_id,
-            subject_id=notice.subject_id,
-            school_urn=event.school_urn,
-            police_reference=event.police_reference,
-            incident_at=event.incident_at,
-            due_by=event.due_by,
-        ):
-            return
-        await self._disclose_on_kafka(
-            received, SCHOOL_NOTIFICATIONS, contact.contact_id, notice.disclosure, now
-        )
+    def _notice_issued(self, received: Received, row: store.NoticeRow) -> None:
         received.after_commit(self.runtime.metrics.encompass_notices_due.inc)
         self.runtime.log.info(
             "encompass_notice_issued",
-            contact_id=contact.contact_id,
-            notice_id=event.notice_id,
-            subject_id=notice.subject_id,
+            contact_id=row.contact_id,
+            notice_id=row.notice_id,
+            subject_id=row.subject_id,
         )
 
-    async def _record_unmatched(self, received: Received, child: encompass.Unmatched) -> None:
-        if not await store.record_unmatched(received.conn, child):
-            return
+    def _unmatched(self, received: Received, child: encompass.Unmatched) -> None:
         received.after_commit(
             lambda: self.runtime.metrics.encompass_unmatched.labels(reason=child.reason).inc()
         )
@@ -174,54 +260,6 @@ class Notifications:
             subject_id=child.subject_id,
             reason=child.reason,
         )
-
-    async def on_routed(self, received: Received) -> str:
-        """A routing: report the outcome, or an update when what the referrer knows changed."""
-        routed = received.payload
-        assert isinstance(routed, Routed)
-        await store.lock_contact(received.conn, routed.contact_id)
-        reported = await store.last_reported(received.conn, routed.contact_id)
-        now = datetime.now(UTC)
-        decided = feedback.on_routed(routed, reported, self.topology, now)
-        if decided.why == "unknown_hub":
-            raise Rejected.unknown_reference("hub", "the hub is not in this deployment's topology")
-        # Acknowledge first if the contact has not been read yet (a no-op otherwise): same
-        # agency key, same transaction, so the acknowledgement is published first.
-        ack = feedback.acknowledgement_before(routed, now)
-        await self._issue_feedback(
-            received,
-            store.FeedbackRow(
-                feedback_id=ack.event_id,
-                contact_id=routed.contact_id,
-                kind="acknowledgement",
-                agency_id=ack.recipient,
-                audience=ack.audience,
-                issued_at=now,
-            ),
-            ack,
-        )
-        if decided.disclosure is None:
-            return decided.why
-        d = decided.disclosure
-        issued = await self._issue_feedback(
-            received,
-            store.FeedbackRow(
-                feedback_id=d.event_id,
-                contact_id=routed.contact_id,
-                kind=decided.why,
-                agency_id=d.recipient,
-                audience=d.audience,
-                issued_at=now,
-                sequence=decided.sequence,
-                outcome=routed.outcome,
-                hub=routed.hub,
-                routed_id=routed.routed_id,
-                decided_at=routed.decided_at,
-                routed_at=routed.routed_at,
-            ),
-            d,
-        )
-        return decided.why if issued else "duplicate_feedback"
 
     async def watch_encompass(self) -> None:
         """Count notices as sent once the broker has them; keep the unsent gauge fresh."""
@@ -261,14 +299,14 @@ def build(runtime: ServiceRuntime) -> Notifications:
         runtime,
         CONTACTS,
         CONTACT_TYPES,
-        one_by_one(notifications.on_contact),
+        notifications.on_contacts,
         stage="notifications_contact",
     )
     consume_topic(
         runtime,
         ROUTED,
         ROUTED_TYPES,
-        one_by_one(notifications.on_routed),
+        notifications.on_routings,
         stage="notifications_routed",
     )
     app.task(notifications.watch_encompass)

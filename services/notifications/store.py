@@ -1,47 +1,42 @@
-"""Notifications' SQL, in one place: feedback, disclosures, Operation Encompass, webhooks."""
+"""Notifications' SQL, in one place: feedback, disclosures, Operation Encompass, webhooks.
+
+The effects on a batch of events (``app.py``) read and write set-based: one statement per
+table and batch, whatever the batch's size. Each insert skips rows that exist already (ON
+CONFLICT DO NOTHING) and returns the keys of those it added, so the caller issues only
+what is new.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from services.notifications.encompass import Unmatched
-from services.notifications.feedback import Reported
 
 if TYPE_CHECKING:
     from services.common.db import Connection
 
 
-async def lock_contact(conn: Connection, contact_id: str) -> None:
-    """Serialise feedback decisions about one contact until the transaction ends.
+async def lock_contacts(conn: Connection, contact_ids: Sequence[str]) -> None:
+    """Serialise feedback decisions about these contacts until the transaction ends.
 
     Routings of a contact share a partition, so this only matters while a rebalance lets
-    two workers hold the same events for a moment.
+    two workers hold the same events for a moment. The locks are taken in the order of
+    their keys, so two transactions locking overlapping sets cannot deadlock (the sorted
+    subquery is not flattened, and is read in order).
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('feedback:' || $1))", contact_id)
-
-
-async def last_reported(conn: Connection, contact_id: str) -> Reported | None:
-    """What the referrer was last told about the contact (outcome or latest update)."""
-    row = await conn.fetchrow(
-        """
-        SELECT outcome, hub, sequence, decided_at, routed_at FROM feedback
-        WHERE contact_id = $1 AND kind IN ('outcome', 'update')
-        ORDER BY sequence DESC
-        LIMIT 1
-        """,
-        contact_id,
-    )
-    if row is None:
-        return None
-    return Reported(
-        outcome=row["outcome"],
-        hub=row["hub"],
-        sequence=row["sequence"],
-        decided_at=row["decided_at"],
-        routed_at=row["routed_at"],
-    )
+    if contact_ids:
+        await conn.execute(
+            """
+            SELECT pg_advisory_xact_lock(k)
+            FROM (SELECT DISTINCT hashtext('feedback:' || c) AS k
+                  FROM unnest($1::text[]) AS c ORDER BY k) AS keys
+            """,
+            list(contact_ids),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,30 +57,57 @@ class FeedbackRow:
     routed_at: datetime | None = None
 
 
-async def record_feedback(conn: Connection, row: FeedbackRow) -> bool:
-    """Record one feedback event; False when this contact already had it (same kind+sequence)."""
-    inserted = await conn.fetchval(
+async def recorded_feedback(conn: Connection, contact_ids: Sequence[str]) -> list[FeedbackRow]:
+    """Every feedback row recorded for these contacts (a handful each)."""
+    if not contact_ids:
+        return []
+    rows = await conn.fetch(
+        """
+        SELECT feedback_id, contact_id, kind, agency_id, audience, issued_at,
+               sequence, outcome, hub, routed_id, decided_at, routed_at
+        FROM feedback WHERE contact_id = ANY($1::text[])
+        """,
+        list(contact_ids),
+    )
+    return [FeedbackRow(**dict(r)) for r in rows]
+
+
+async def insert_feedback(conn: Connection, rows: Sequence[FeedbackRow]) -> set[str]:
+    """Record feedback rows; return the ids of those that are new.
+
+    A row is skipped when its id, or its contact's (kind, sequence), is recorded already.
+    Rows go in in id order, so transactions racing for the same acknowledgements (the
+    contacts and routings agents) wait for each other in one order and cannot deadlock.
+    """
+    if not rows:
+        return set()
+    added = await conn.fetch(
         """
         INSERT INTO feedback (feedback_id, contact_id, kind, agency_id, audience, issued_at,
                               sequence, outcome, hub, routed_id, decided_at, routed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::int[], $8::text[], $9::text[], $10::text[],
+                             $11::timestamptz[], $12::timestamptz[])
+            AS r(feedback_id, contact_id, kind, agency_id, audience, issued_at,
+                 sequence, outcome, hub, routed_id, decided_at, routed_at)
+        ORDER BY r.feedback_id
         ON CONFLICT DO NOTHING
         RETURNING feedback_id
         """,
-        row.feedback_id,
-        row.contact_id,
-        row.kind,
-        row.agency_id,
-        row.audience,
-        row.issued_at,
-        row.sequence,
-        row.outcome,
-        row.hub,
-        row.routed_id,
-        row.decided_at,
-        row.routed_at,
+        [r.feedback_id for r in rows],
+        [r.contact_id for r in rows],
+        [r.kind for r in rows],
+        [r.agency_id for r in rows],
+        [r.audience for r in rows],
+        [r.issued_at for r in rows],
+        [r.sequence for r in rows],
+        [r.outcome for r in rows],
+        [r.hub for r in rows],
+        [r.routed_id for r in rows],
+        [r.decided_at for r in rows],
+        [r.routed_at for r in rows],
     )
-    return inserted is not None
+    return {r["feedback_id"] for r in added}
 
 
 @dataclass(frozen=True)
@@ -130,56 +152,105 @@ async def record_disclosure(conn: Connection, row: DisclosureRow) -> bool:
     return inserted is not None
 
 
-async def record_notice(
-    conn: Connection,
-    *,
-    notice_id: str,
-    contact_id: str,
-    subject_id: str,
-    school_urn: str,
-    police_reference: str,
-    incident_at: datetime,
-    due_by: datetime,
-) -> bool:
-    """Record an Operation Encompass notice; False if this child's notice exists already."""
-    inserted = await conn.fetchval(
+async def insert_disclosures(conn: Connection, rows: Sequence[DisclosureRow]) -> set[str]:
+    """Record disclosures in the audit; return the ids of those that are new.
+
+    (The field names of each row travel as a JSON array: unnest would flatten a 2-D array.)
+    """
+    if not rows:
+        return set()
+    added = await conn.fetch(
+        """
+        INSERT INTO disclosures (disclosure_id, event_id, contact_id, channel, destination,
+                                 recipient, audience, rule, allow_list, fields, disclosed_at)
+        SELECT r.disclosure_id, r.event_id, r.contact_id, r.channel, r.destination,
+               r.recipient, r.audience, r.rule, r.allow_list,
+               ARRAY(SELECT f.name FROM jsonb_array_elements_text(r.fields::jsonb)
+                         WITH ORDINALITY AS f(name, n) ORDER BY f.n),
+               r.disclosed_at
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+            AS r(disclosure_id, event_id, contact_id, channel, destination, recipient,
+                 audience, rule, allow_list, fields, disclosed_at)
+        ON CONFLICT (disclosure_id) DO NOTHING
+        RETURNING disclosure_id
+        """,
+        [r.disclosure_id for r in rows],
+        [r.event_id for r in rows],
+        [r.contact_id for r in rows],
+        [r.channel for r in rows],
+        [r.destination for r in rows],
+        [r.recipient for r in rows],
+        [r.audience for r in rows],
+        [r.rule for r in rows],
+        [r.allow_list for r in rows],
+        [json.dumps(list(r.fields)) for r in rows],
+        [r.disclosed_at for r in rows],
+    )
+    return {r["disclosure_id"] for r in added}
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """An Operation Encompass notice as recorded (ids and times: the child is in the event)."""
+
+    notice_id: str
+    contact_id: str
+    subject_id: str
+    school_urn: str
+    police_reference: str
+    incident_at: datetime
+    due_by: datetime
+
+
+async def insert_notices(conn: Connection, rows: Sequence[NoticeRow]) -> set[str]:
+    """Record Operation Encompass notices; return the ids of those that are new (a child's
+    notice about a contact is recorded once)."""
+    if not rows:
+        return set()
+    added = await conn.fetch(
         """
         INSERT INTO encompass_notices
             (notice_id, contact_id, subject_id, school_urn, police_reference, incident_at, due_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::timestamptz[])
         ON CONFLICT DO NOTHING
         RETURNING notice_id
         """,
-        notice_id,
-        contact_id,
-        subject_id,
-        school_urn,
-        police_reference,
-        incident_at,
-        due_by,
+        [r.notice_id for r in rows],
+        [r.contact_id for r in rows],
+        [r.subject_id for r in rows],
+        [r.school_urn for r in rows],
+        [r.police_reference for r in rows],
+        [r.incident_at for r in rows],
+        [r.due_by for r in rows],
     )
-    return inserted is not None
+    return {r["notice_id"] for r in added}
 
 
-async def record_unmatched(conn: Connection, child: Unmatched) -> bool:
-    """Put a school-age child without a school to notify on the police desk's list."""
-    inserted = await conn.fetchval(
+async def insert_unmatched(conn: Connection, children: Sequence[Unmatched]) -> set[tuple[str, str]]:
+    """Put school-age children without a school to notify on the police desk's list;
+    return the (contact id, subject id) of those that are new."""
+    if not children:
+        return set()
+    added = await conn.fetch(
         """
         INSERT INTO encompass_unmatched
             (contact_id, subject_id, reason, police_reference, force, incident_at, due_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::timestamptz[], $7::timestamptz[])
         ON CONFLICT DO NOTHING
-        RETURNING subject_id
+        RETURNING contact_id, subject_id
         """,
-        child.contact_id,
-        child.subject_id,
-        child.reason,
-        child.police_reference,
-        child.force,
-        child.incident_at,
-        child.due_by,
+        [c.contact_id for c in children],
+        [c.subject_id for c in children],
+        [c.reason for c in children],
+        [c.police_reference for c in children],
+        [c.force for c in children],
+        [c.incident_at for c in children],
+        [c.due_by for c in children],
     )
-    return inserted is not None
+    return {(r["contact_id"], r["subject_id"]) for r in added}
 
 
 async def mark_notices_sent(conn: Connection, topic: str) -> list[bool]:
@@ -213,37 +284,44 @@ async def unsent_notices(conn: Connection) -> tuple[int, int]:
 # --- Webhook deliveries -----------------------------------------------------------------
 
 
-async def enqueue_delivery(
-    conn: Connection,
-    *,
-    delivery_id: str,
-    event_id: str,
-    contact_id: str,
-    agency_id: str,
-    audience: str,
-    ce_source: str,
-    ce_time: datetime,
-    data: bytes,
-) -> bool:
-    """Add a webhook delivery in the caller's transaction; False if it exists already."""
-    inserted = await conn.fetchval(
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A webhook delivery to add: one feedback event for one agency's endpoint."""
+
+    delivery_id: str
+    event_id: str
+    contact_id: str
+    agency_id: str
+    audience: str
+    ce_source: str
+    ce_time: datetime
+    data: bytes
+
+
+async def insert_deliveries(conn: Connection, rows: Sequence[DeliveryRow]) -> set[str]:
+    """Add webhook deliveries in the caller's transaction; return the ids of those that
+    are new."""
+    if not rows:
+        return set()
+    added = await conn.fetch(
         """
         INSERT INTO webhook_deliveries
             (delivery_id, event_id, contact_id, agency_id, audience, ce_source, ce_time, data)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::timestamptz[], $8::bytea[])
         ON CONFLICT DO NOTHING
         RETURNING delivery_id
         """,
-        delivery_id,
-        event_id,
-        contact_id,
-        agency_id,
-        audience,
-        ce_source,
-        ce_time,
-        data,
+        [r.delivery_id for r in rows],
+        [r.event_id for r in rows],
+        [r.contact_id for r in rows],
+        [r.agency_id for r in rows],
+        [r.audience for r in rows],
+        [r.ce_source for r in rows],
+        [r.ce_time for r in rows],
+        [r.data for r in rows],
     )
-    return inserted is not None
+    return {r["delivery_id"] for r in added}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """Routing: put each decided child on its hub's queue with its statutory clocks, follow each
 item's lifecycle, and raise one SLA breach per missed clock.
 
-Thin I/O around :mod:`services.routing.queues` and :mod:`services.routing.lifecycle`
-(pure). Two agents consume through the one pipeline (mash.decisions.v1 and
-mash.queue-updates.v1); two background tasks need no traffic: the breach scheduler and
-the open-items gauge. Every time is read from the injected clock
+Thin I/O around :mod:`services.routing.decisions` and :mod:`services.routing.updates`
+(pure, on :mod:`services.routing.queues` and :mod:`services.routing.lifecycle`); the SQL
+is in :mod:`services.routing.store`. Two agents consume through the one pipeline,
+mash.decisions.v1 and mash.queue-updates.v1, each a batch at a time: load, plan, write,
+announce — a fixed number of statements per batch. Two background tasks need no traffic:
+the breach scheduler and the open-items gauge. Every time is read from the injected clock
 (:mod:`services.routing.clock`), never from the system directly.
 """
 
@@ -12,22 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from schemas.events import (
-    Decision,
-    QueueItem,
-    Routed,
-    SlaBreach,
-)
+from schemas.events import Decision, QueueItem, SlaBreach
 from schemas.inbound import QueueUpdate
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.common.outbox import enqueue_event
-from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
+from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
 from services.common.topics import (
     DECISIONS,
@@ -40,25 +37,55 @@ from services.common.topology import load_topology
 from services.routing import store
 from services.routing.clock import Clock, clock_from
 from services.routing.deadlines import DeadlineConfig, calendar_for, load_deadline_config
+from services.routing.decisions import (
+    BatchWrites,
+    DecisionStep,
+    batch_writes,
+    plan_batch,
+    routed_event,
+)
 from services.routing.gauges import RecordGauges
-from services.routing.lifecycle import InvalidTransition, apply_update
-from services.routing.queues import Closure, plan_routing
+from services.routing.rows import DueBreach
+from services.routing.updates import UpdateStep, UpdateWrites, plan_updates, update_writes
+
+if TYPE_CHECKING:
+    from services.common.db import Connection
 
 SERVICE = "routing"
 DECISION_TYPES = {ce_type_of(Decision): Decision}
 QUEUE_UPDATE_TYPES = {ce_type_of(QueueUpdate): QueueUpdate}
-#: Who routing's own changes are recorded as in an item's history.
-ROUTING_ACTOR = "routing"
 #: Breaches claimed per scheduler transaction.
 BREACH_BATCH = 500
-
-Emit = Callable[[str, str, str, Any, datetime], Awaitable[None]]
-"""(topic, key, event_id, data, time) -> enqueue in the current transaction."""
 
 
 def status_event_id(queue_item_id: str, status: str) -> str:
     """Id of the event announcing that an item reached ``status`` (each happens once)."""
     return derive_id("queue-item-status", queue_item_id, status)
+
+
+def _decision_of(received: Received) -> Decision:
+    decision = received.payload
+    assert isinstance(decision, Decision)
+    return decision
+
+
+def _update_of(received: Received) -> QueueUpdate:
+    update = received.payload
+    assert isinstance(update, QueueUpdate)
+    return update
+
+
+def _breaches_of(steps: Sequence[DecisionStep], due: Sequence[DueBreach]) -> list[list[DueBreach]]:
+    """Each step's share of the breaches claimed for the batch: those of the items it
+    opened, in claim order (as one by one claimed them after that decision)."""
+    owner: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        for item_id in step.opened_ids:
+            owner.setdefault(item_id, index)
+    shares: list[list[DueBreach]] = [[] for _ in steps]
+    for claimed in due:
+        shares[owner[claimed.queue_item_id]].append(claimed)
+    return shares
 
 
 class Routing:
@@ -88,103 +115,110 @@ class Routing:
 
     # --- decisions -----------------------------------------------------------------------
 
-    async def route(self, received: Received) -> str:
-        """Place each child of an effective decision; record and announce every change."""
-        decision = received.payload
-        assert isinstance(decision, Decision)
-        conn = received.conn
+    async def route(self, batch: Sequence[Received]) -> None:
+        """Route a batch of decisions in offset order exactly as routing them one by one
+        would (why: :mod:`services.routing.decisions`), in a fixed number of statements: read
+        the record once, plan every decision in memory, write every row, then announce each
+        decision's changes in its own order."""
+        conn = batch[0].conn
         now = self.clock()
-        if await store.decision_applied(conn, decision.decision_id):
+        decisions = [_decision_of(r) for r in batch]
+        state = await store.load_record(conn, decisions)
+        steps = plan_batch(decisions, state, now, self.config, self.calendar, self.hubs)
+        inserted, due = await self._write(conn, batch_writes(steps), now)
+        for received, step, breaches in zip(batch, steps, _breaches_of(steps, due), strict=True):
+            with received.logged():
+                await self._announce(received, step, inserted, breaches, now)
+
+    @staticmethod
+    async def _write(
+        conn: Connection, writes: BatchWrites, now: datetime
+    ) -> tuple[set[str], list[DueBreach]]:
+        """Write a batch's rows (eight statements at most); return the ids of the items
+        inserted and the breaches claimed.
+
+        A clock that had already run out when its item was routed (a late or replayed
+        decision) is breached now, with the routing, not at the next scheduler scan: the
+        claim comes after the new items' clocks are in and before any closing meets a clock,
+        as in one by one (see :mod:`services.routing.decisions`).
+        """
+        inserted = await store.insert_items(conn, writes.opened)
+        await store.add_deadlines(
+            conn,
+            {i.queue_item_id: i.deadlines for i in writes.opened if i.queue_item_id in inserted},
+        )
+        due: list[DueBreach] = []
+        if writes.breach_candidates:
+            due = await store.claim_breaches(
+                conn, now, limit=None, queue_item_ids=writes.breach_candidates
+            )
+        await store.save_statuses(conn, [c.item for c in writes.closings])
+        await store.meet_deadlines(conn, writes.met())
+        await store.add_history(conn, writes.history)
+        await store.record_decisions(conn, writes.decisions, now)
+        return inserted, due
+
+    async def _announce(
+        self,
+        received: Received,
+        step: DecisionStep,
+        inserted: set[str],
+        breaches: Sequence[DueBreach],
+        now: datetime,
+    ) -> None:
+        """Set a decision's outcome (or refusal), audit it and emit its events in order:
+        closed items, opened items, the Routed event, breaches."""
+        decision = step.decision
+        if step.verdict == "duplicate_decision":
             # The same decision under another event id (a replay): no second effect.
             await received.audit("decision", decision.decision_id, "already_routed", {})
-            return "duplicate_decision"
-        newer = await store.superseded_by(conn, decision.decision_id)
-        if newer is not None:
+            received.outcome = "duplicate_decision"
+            return
+        if step.verdict == "superseded":
             # Arrived after the decision that overrides it: it is no longer effective.
-            await store.record_decision(conn, decision, "superseded", now)
             await received.audit(
-                "decision", decision.decision_id, "superseded", {"decision_id": newer}
+                "decision", decision.decision_id, "superseded", {"decision_id": step.superseded_by}
             )
-            return "superseded"
-        if decision.hub not in self.hubs:
+            received.outcome = "superseded"
+            return
+        if step.verdict == "unknown_hub":
             # Its queue topics do not exist: publishing there would stall the outbox.
-            raise Rejected.unknown_reference("hub", "hub is not in the active topology")
-        subjects = [s.subject_id for s in decision.subjects]
-        open_items = await store.open_items_for(conn, subjects)
-        plan = plan_routing(decision, open_items, now, self.config, self.calendar)
-        for closure in plan.closures:
-            await self._close(received, closure, decision, now)
-        for item in plan.opened:
-            await self._open(received, item, decision)
-        for placement in plan.placements:
-            if placement.kept is not None:
-                await store.add_history(
-                    conn,
-                    queue_item_id=placement.kept.queue_item_id,
-                    action="confirmed",
-                    cause=decision.decision_id,
-                    from_status=None,
-                    to_status="open",
-                    at=decision.decided_at,
-                    actor=ROUTING_ACTOR,
-                    detail={"decision_id": decision.decision_id, "source": decision.source},
-                )
-        await store.record_decision(conn, decision, "routed", now)
-        routed = Routed(
-            routed_id=derive_id("routed", decision.decision_id),
-            contact_id=decision.contact_id,
-            contact_reference=decision.contact_reference,
-            decision_id=decision.decision_id,
-            decision_source=decision.source,
-            level=decision.level,
-            outcome=decision.outcome,
-            rag=decision.rag,
-            target_agency=decision.target_agency,
-            hub=plan.hub,
-            queue=plan.queue,
-            queue_item_ids=plan.item_ids,
-            contact_source=decision.contact_source,
-            received_at=decision.received_at,
-            decided_at=decision.decided_at,
-            routed_at=now,
-        )
+            received.refused = Rejected.unknown_reference(
+                "hub", "hub is not in the active topology"
+            )
+            return
+        plan = step.plan
+        assert plan is not None  # every routed step has its plan
+        for closing in step.closings:
+            item = closing.item
+            await received.emit(
+                queue_topic(item.hub, item.queue),
+                key=item.subject_id,
+                event_id=status_event_id(item.queue_item_id, "closed"),
+                data=item,
+                time=closing.at,
+            )
+        for item in step.opened:
+            if item.queue_item_id in inserted:
+                await self._announce_opened(received, item)
+        routed = routed_event(decision, plan, now)
         await received.emit(
             ROUTED, key=decision.contact_id, event_id=routed.routed_id, data=routed, time=now
         )
-        # A clock that had already run out when the item was routed (a late or replayed
-        # decision) is breached now, with the routing, not at the next scheduler scan.
-        opened_ids = [i.queue_item_id for i in plan.opened]
-        if opened_ids:
-            await self._emit_breaches(received, now, opened_ids)
+        for claimed in breaches:
+            await self._announce_breach(received, claimed, now)
         self.runtime.log.info(
             "contact_routed",
             contact_id=decision.contact_id,
             decision_id=decision.decision_id,
-            queue_item_ids=opened_ids,
+            queue_item_ids=step.opened_ids,
             closed_count=len(plan.closures),
             hub=plan.hub,
             queue=plan.queue,
         )
-        return "routed"
+        received.outcome = "routed"
 
-    async def _open(self, received: Received, item: QueueItem, decision: Decision) -> None:
-        if not await store.insert_item(received.conn, item):
-            return
-        await store.add_history(
-            received.conn,
-            queue_item_id=item.queue_item_id,
-            action="opened",
-            cause=decision.decision_id,
-            from_status=None,
-            to_status="open",
-            at=item.routed_at,
-            actor=ROUTING_ACTOR,
-            detail={
-                "decision_id": decision.decision_id,
-                "source": decision.source,
-                "open_case_update": item.open_case_update,
-            },
-        )
+    async def _announce_opened(self, received: Received, item: QueueItem) -> None:
         await received.emit(
             queue_topic(item.hub, item.queue),
             key=item.subject_id,
@@ -198,88 +232,54 @@ class Routing:
             )
         )
 
-    async def _close(
-        self, received: Received, closure: Closure, decision: Decision, now: datetime
-    ) -> None:
-        """Close an item a decision moves (override) or escalates (open case to s47)."""
-        conn = received.conn
-        item = await store.load_item(conn, closure.item.queue_item_id)
-        if item is None or item.status == "closed":
-            return
-        closed = item.model_copy(
-            update={
-                "status": "closed",
-                "status_at": now,
-                "closure_reason": None,
-                "replaced_by": closure.replaced_by,
-            }
-        )
-        await store.save_status(conn, closed)
-        # The item's clocks stop with it; one already run out stays a breach (met late).
-        await store.meet_deadlines(conn, item.queue_item_id, item.deadlines, now, closure.kind)
-        await store.add_history(
-            conn,
-            queue_item_id=item.queue_item_id,
-            action=closure.kind,
-            cause=decision.decision_id,
-            from_status=item.status,
-            to_status="closed",
-            at=now,
-            actor=ROUTING_ACTOR,
-            detail={"decision_id": decision.decision_id, "replaced_by": closure.replaced_by},
-        )
-        await received.emit(
-            queue_topic(item.hub, item.queue),
-            key=item.subject_id,
-            event_id=status_event_id(item.queue_item_id, "closed"),
-            data=closed,
-            time=now,
-        )
-
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def update(self, received: Received) -> str:
-        """Apply one lifecycle step to an item, or refuse it (dead letter with a reason)."""
-        update = received.payload
-        assert isinstance(update, QueueUpdate)
-        conn = received.conn
-        item = await store.load_item(conn, update.queue_item_id)
-        if item is None:
-            raise Rejected.unknown_reference("queue_item_id", "no queue item has this id")
-        try:
-            step = apply_update(item, update, self.config, self.calendar(item.hub))
-        except InvalidTransition as exc:
-            raise Rejected.invalid_transition("status", str(exc)) from None
-        await store.save_status(conn, step.item)
-        await store.meet_deadlines(conn, item.queue_item_id, step.met, update.at, update.status)
-        await store.add_deadlines(conn, item.queue_item_id, step.started)
-        await store.add_history(
-            conn,
-            queue_item_id=item.queue_item_id,
-            action=update.status,
-            cause=received.event.id,
-            from_status=step.previous_status,
-            to_status=update.status,
-            at=update.at,
-            actor=update.by,
-            detail={
-                "event_id": received.event.id,
-                "strategy_outcome": update.strategy_outcome,
-                "closure_reason": update.closure_reason,
-                "met": sorted(step.met),
-                "started": sorted(step.started),
-            },
-        )
+    async def update(self, batch: Sequence[Received]) -> None:
+        """Apply a batch of lifecycle steps in offset order exactly as applying them one by
+        one would (why: :mod:`services.routing.updates`), in a fixed number of statements;
+        refuse each step its item does not allow (dead letter with a reason)."""
+        conn = batch[0].conn
         now = self.clock()
+        updates = [(r.event.id, _update_of(r)) for r in batch]
+        state = await store.load_lifecycle(conn, [u.queue_item_id for _, u in updates])
+        steps = plan_updates(updates, state, now, self.config, self.calendar)
+        await self._write_updates(conn, update_writes(steps), now)
+        for received, step in zip(batch, steps, strict=True):
+            with received.logged():
+                await self._announce_update(received, step, now)
+
+    @staticmethod
+    async def _write_updates(conn: Connection, writes: UpdateWrites, now: datetime) -> None:
+        """Write a batch of updates' rows (five statements at most). A clock met late, or a
+        new clock already run out, is breached now, with the update that missed it."""
+        await store.save_statuses(conn, writes.items)
+        await store.add_deadlines(conn, writes.started)
+        await store.meet_deadlines(conn, writes.met)
+        await store.mark_breached(conn, now, writes.breaches)
+        await store.add_history(conn, writes.history)
+
+    async def _announce_update(self, received: Received, step: UpdateStep, now: datetime) -> None:
+        """Set an update's outcome (or refusal) and emit the item's new status, then the
+        breaches the step claimed."""
+        if step.unknown_item:
+            received.refused = Rejected.unknown_reference(
+                "queue_item_id", "no queue item has this id"
+            )
+            return
+        if step.invalid is not None:
+            received.refused = Rejected.invalid_transition("status", step.invalid)
+            return
+        assert step.transition is not None  # a step not refused has its transition
+        item, update = step.transition.item, step.update
         await received.emit(
             queue_topic(item.hub, item.queue),
             key=item.subject_id,
             event_id=status_event_id(item.queue_item_id, update.status),
-            data=step.item,
+            data=item,
             time=now,
         )
-        # A clock met late, or a new clock already run out, is a breach now.
-        await self._emit_breaches(received, now, [item.queue_item_id])
+        for claimed in step.breaches:
+            await self._announce_breach(received, claimed, now)
         self.runtime.log.info(
             "queue_item_updated",
             queue_item_id=item.queue_item_id,
@@ -287,29 +287,24 @@ class Routing:
             hub=item.hub,
             queue=item.queue,
         )
-        return "applied"
+        received.outcome = "applied"
 
     # --- SLA breaches --------------------------------------------------------------------
 
-    async def _emit_breaches(
-        self, received: Received, now: datetime, queue_item_ids: list[str]
-    ) -> None:
-        due = await store.claim_breaches(
-            received.conn, now, limit=BREACH_BATCH, queue_item_ids=queue_item_ids
+    async def _announce_breach(self, received: Received, claimed: DueBreach, now: datetime) -> None:
+        """Emit the breach of a clock claimed with ``received`` (counted once committed)."""
+        breach = self._breach(claimed, now)
+        await received.emit(
+            SLA_BREACHES,
+            key=breach.queue_item_id,
+            event_id=breach.breach_id,
+            data=breach,
+            time=now,
         )
-        for claimed in due:
-            breach = self._breach(claimed, now)
-            await received.emit(
-                SLA_BREACHES,
-                key=breach.queue_item_id,
-                event_id=breach.breach_id,
-                data=breach,
-                time=now,
-            )
-            received.after_commit(functools.partial(self._count_breach, claimed))
+        received.after_commit(functools.partial(self._count_breach, claimed))
 
     @staticmethod
-    def _breach(claimed: store.DueBreach, now: datetime) -> SlaBreach:
+    def _breach(claimed: DueBreach, now: datetime) -> SlaBreach:
         return SlaBreach(
             breach_id=claimed.breach_id,
             queue_item_id=claimed.queue_item_id,
@@ -320,7 +315,7 @@ class Routing:
             queue=claimed.queue,
         )
 
-    def _count_breach(self, claimed: store.DueBreach) -> None:
+    def _count_breach(self, claimed: DueBreach) -> None:
         self.runtime.metrics.sla_breaches.labels(
             hub=claimed.hub, queue=claimed.queue, deadline=claimed.deadline
         ).inc()
@@ -402,13 +397,9 @@ def build(runtime: ServiceRuntime) -> Routing:
     routing = Routing(runtime)
     app = runtime.app
 
-    consume_topic(runtime, DECISIONS, DECISION_TYPES, one_by_one(routing.route), stage=SERVICE)
+    consume_topic(runtime, DECISIONS, DECISION_TYPES, routing.route, stage=SERVICE)
     consume_topic(
-        runtime,
-        QUEUE_UPDATES,
-        QUEUE_UPDATE_TYPES,
-        one_by_one(routing.update),
-        stage=f"{SERVICE}_lifecycle",
+        runtime, QUEUE_UPDATES, QUEUE_UPDATE_TYPES, routing.update, stage=f"{SERVICE}_lifecycle"
     )
 
     app.task(routing.watch_deadlines)

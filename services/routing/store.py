@@ -1,19 +1,24 @@
 """Routing's SQL, in one place: queue items, their history and deadlines, decisions
-applied, SLA breach claims and open-item counts."""
+applied, SLA breach claims and open-item counts.
+
+Every read and write takes the rows of a whole batch and is one statement (``= ANY($1)``,
+``INSERT ... SELECT FROM unnest``, ``UPDATE ... FROM unnest``), so a batch of decisions or
+queue updates costs the same number of statements whatever its size."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from schemas.events import Decision, QueueItem
-from services.common.ids import derive_id
-from services.routing.queues import OpenItem
+from services.routing.decisions import RecordState
+from services.routing.queues import queue_item_id
+from services.routing.rows import ClockRow, DueBreach, HistoryEntry, MetClocks, breach_id
+from services.routing.updates import LifecycleState
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -49,223 +54,254 @@ def item_from_row(row: asyncpg.Record) -> QueueItem:
     )
 
 
-# --- decisions ---------------------------------------------------------------------------
+# --- what a batch reads -------------------------------------------------------------------
 
 
-async def decision_applied(conn: Connection, decision_id: str) -> bool:
-    """Whether routing has already applied (or set aside) this decision."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM routing_decisions WHERE decision_id = $1", decision_id
+async def load_record(conn: Connection, decisions: Sequence[Decision]) -> RecordState:
+    """The record as a batch of decisions finds it (two statements, whatever its size).
+
+    The items are locked until the transaction ends: a decision and a queue update (or two
+    decisions from different partitions) that touch the same item take turns instead of
+    both moving it. Both batches lock items in id order, so they never wait for each other
+    in a circle.
+    """
+    applied, superseded_by = await _decisions_seen(conn, [d.decision_id for d in decisions])
+    children = sorted({s.subject_id for d in decisions for s in d.subjects})
+    would_open = sorted(
+        {queue_item_id(d.decision_id, s.subject_id) for d in decisions for s in d.subjects}
     )
-    return found is not None
-
-
-async def superseded_by(conn: Connection, decision_id: str) -> str | None:
-    """The id of an applied decision that supersedes ``decision_id``, if any."""
-    found: str | None = await conn.fetchval(
-        "SELECT decision_id FROM routing_decisions WHERE supersedes_decision_id = $1 LIMIT 1",
-        decision_id,
+    rows = await conn.fetch(
+        """
+        SELECT * FROM queue_items
+        WHERE subject_id = ANY($1::text[])
+          AND (status <> 'closed' OR queue_item_id = ANY($2::text[]))
+        ORDER BY queue_item_id
+        FOR UPDATE
+        """,
+        children,
+        would_open,
     )
-    return found
+    return RecordState(applied, superseded_by, [item_from_row(r) for r in rows])
 
 
-async def record_decision(
-    conn: Connection, decision: Decision, effect: str, routed_at: datetime
+async def _decisions_seen(
+    conn: Connection, decision_ids: Sequence[str]
+) -> tuple[frozenset[str], dict[str, str]]:
+    """Which of ``decision_ids`` routing has applied or set aside, and which applied decision
+    supersedes each (the earliest recorded, when several do)."""
+    wanted = set(decision_ids)
+    rows = await conn.fetch(
+        """
+        SELECT decision_id, supersedes_decision_id FROM routing_decisions
+        WHERE decision_id = ANY($1::text[]) OR supersedes_decision_id = ANY($1::text[])
+        ORDER BY routed_at, decision_id
+        """,
+        sorted(wanted),
+    )
+    applied = frozenset(r["decision_id"] for r in rows if r["decision_id"] in wanted)
+    superseded_by: dict[str, str] = {}
+    for r in rows:
+        if r["supersedes_decision_id"] in wanted:
+            superseded_by.setdefault(r["supersedes_decision_id"], r["decision_id"])
+    return applied, superseded_by
+
+
+async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> LifecycleState:
+    """The items a batch of queue updates names and their clocks, locked until the
+    transaction ends (two statements, whatever the batch's size)."""
+    ids = sorted(set(queue_item_ids))
+    items = await conn.fetch(
+        "SELECT * FROM queue_items WHERE queue_item_id = ANY($1::text[])"
+        " ORDER BY queue_item_id FOR UPDATE",
+        ids,
+    )
+    clocks = await conn.fetch(
+        """
+        SELECT queue_item_id, deadline, due_at, met_at, met_by, breached_at
+        FROM queue_item_deadlines WHERE queue_item_id = ANY($1::text[])
+        ORDER BY queue_item_id, deadline
+        FOR UPDATE
+        """,
+        ids,
+    )
+    return LifecycleState([item_from_row(r) for r in items], [ClockRow(**dict(r)) for r in clocks])
+
+
+# --- what routing writes -----------------------------------------------------------------
+
+
+async def record_decisions(
+    conn: Connection, decisions: Sequence[tuple[Decision, str]], routed_at: datetime
 ) -> None:
-    """Remember that ``decision`` was applied (``routed``) or set aside (``superseded``)."""
+    """Remember that each decision was applied (``routed``) or set aside (``superseded``)."""
+    if not decisions:
+        return
     await conn.execute(
         """
         INSERT INTO routing_decisions
             (decision_id, contact_id, source, outcome, supersedes_decision_id, effect, routed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        SELECT d, c, s, o, sup, e, $7
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+            AS v(d, c, s, o, sup, e)
         ON CONFLICT (decision_id) DO NOTHING
         """,
-        decision.decision_id,
-        decision.contact_id,
-        decision.source,
-        decision.outcome,
-        decision.supersedes_decision_id,
-        effect,
+        [d.decision_id for d, _ in decisions],
+        [d.contact_id for d, _ in decisions],
+        [d.source for d, _ in decisions],
+        [d.outcome for d, _ in decisions],
+        [d.supersedes_decision_id for d, _ in decisions],
+        [effect for _, effect in decisions],
         routed_at,
     )
 
 
-# --- queue items -------------------------------------------------------------------------
-
-
-async def open_items_for(conn: Connection, subject_ids: Sequence[str]) -> dict[str, list[OpenItem]]:
-    """Open items of each child, locked until the transaction ends.
-
-    The lock makes a decision and a queue update (or two decisions from different
-    partitions) that touch the same item take turns instead of both moving it.
-    """
+async def insert_items(conn: Connection, items: Sequence[QueueItem]) -> set[str]:
+    """Insert open queue items (not their clocks); return the ids that were new."""
+    if not items:
+        return set()
     rows = await conn.fetch(
-        """
-        SELECT queue_item_id, contact_id, decision_id, subject_id, hub, queue, target_agency,
-               rag, open_case_update, routed_at
-        FROM queue_items
-        WHERE subject_id = ANY($1::text[]) AND status <> 'closed'
-        ORDER BY routed_at, queue_item_id
-        FOR UPDATE
-        """,
-        list(subject_ids),
-    )
-    found: dict[str, list[OpenItem]] = {}
-    for r in rows:
-        found.setdefault(r["subject_id"], []).append(OpenItem(**dict(r)))
-    return found
-
-
-async def load_item(conn: Connection, queue_item_id: str) -> QueueItem | None:
-    """One item, locked until the transaction ends (None if there is no such item)."""
-    row = await conn.fetchrow(
-        "SELECT * FROM queue_items WHERE queue_item_id = $1 FOR UPDATE", queue_item_id
-    )
-    return None if row is None else item_from_row(row)
-
-
-async def insert_item(conn: Connection, item: QueueItem) -> bool:
-    """Insert an open queue item and its clocks; False when it already exists."""
-    inserted = await conn.fetchval(
         """
         INSERT INTO queue_items (queue_item_id, contact_id, decision_id, subject_id, hub, queue,
             outcome, rag, target_agency, status, deadlines, open_case_update, routed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13)
+        SELECT i, c, d, s, h, q, o, r, t, st, dl::jsonb, u, at
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
+                    $13::timestamptz[])
+            WITH ORDINALITY AS v(i, c, d, s, h, q, o, r, t, st, dl, u, at, n)
+        ORDER BY n
         ON CONFLICT (queue_item_id) DO NOTHING
         RETURNING queue_item_id
         """,
-        item.queue_item_id,
-        item.contact_id,
-        item.decision_id,
-        item.subject_id,
-        item.hub,
-        item.queue,
-        item.outcome,
-        item.rag,
-        item.target_agency,
-        item.status,
-        _deadlines_json(item.deadlines),
-        item.open_case_update,
-        item.routed_at,
+        [i.queue_item_id for i in items],
+        [i.contact_id for i in items],
+        [i.decision_id for i in items],
+        [i.subject_id for i in items],
+        [i.hub for i in items],
+        [i.queue for i in items],
+        [i.outcome for i in items],
+        [i.rag for i in items],
+        [i.target_agency for i in items],
+        [i.status for i in items],
+        [_deadlines_json(i.deadlines) for i in items],
+        [i.open_case_update for i in items],
+        [i.routed_at for i in items],
     )
-    if inserted is None:
-        return False
-    await add_deadlines(conn, item.queue_item_id, item.deadlines)
-    return True
+    return {r["queue_item_id"] for r in rows}
 
 
-async def save_status(conn: Connection, item: QueueItem) -> None:
-    """Store an item's new status, its codes, deadlines and replacement."""
+async def save_statuses(conn: Connection, items: Sequence[QueueItem]) -> None:
+    """Store items' new status, codes, deadlines and replacement (each item once)."""
+    if not items:
+        return
     await conn.execute(
         """
-        UPDATE queue_items
-        SET status = $2, status_at = $3, strategy_outcome = $4, closure_reason = $5,
-            replaced_by = $6, deadlines = $7::jsonb, updated_at = now()
-        WHERE queue_item_id = $1
+        UPDATE queue_items q
+        SET status = v.status, status_at = v.status_at, strategy_outcome = v.strategy_outcome,
+            closure_reason = v.closure_reason, replaced_by = v.replaced_by,
+            deadlines = v.deadlines::jsonb, updated_at = now()
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                    $6::text[], $7::text[])
+            AS v(queue_item_id, status, status_at, strategy_outcome, closure_reason,
+                 replaced_by, deadlines)
+        WHERE q.queue_item_id = v.queue_item_id
         """,
-        item.queue_item_id,
-        item.status,
-        item.status_at,
-        item.strategy_outcome,
-        item.closure_reason,
-        item.replaced_by,
-        _deadlines_json(item.deadlines),
+        [i.queue_item_id for i in items],
+        [i.status for i in items],
+        [i.status_at for i in items],
+        [i.strategy_outcome for i in items],
+        [i.closure_reason for i in items],
+        [i.replaced_by for i in items],
+        [_deadlines_json(i.deadlines) for i in items],
     )
 
 
-async def add_history(
-    conn: Connection,
-    *,
-    queue_item_id: str,
-    action: str,
-    cause: str,
-    from_status: str | None,
-    to_status: str,
-    at: datetime,
-    actor: str,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Record one change of an item (once per item, action and cause)."""
+async def add_history(conn: Connection, entries: Sequence[HistoryEntry]) -> None:
+    """Record changes of items in order (each history id once: the first is kept)."""
+    unique: dict[str, HistoryEntry] = {}
+    for entry in entries:  # one statement cannot insert a key twice: the first one wins
+        unique.setdefault(entry.history_id, entry)
+    rows = list(unique.values())
+    if not rows:
+        return
     await conn.execute(
         """
         INSERT INTO queue_item_history
             (history_id, queue_item_id, action, from_status, to_status, at, actor, detail)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+        SELECT h, i, a, f, t, at, actor, d::jsonb
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                    $6::timestamptz[], $7::text[], $8::text[])
+            WITH ORDINALITY AS v(h, i, a, f, t, at, actor, d, n)
+        ORDER BY n
         ON CONFLICT (history_id) DO NOTHING
         """,
-        derive_id("queue-item-history", queue_item_id, action, cause),
-        queue_item_id,
-        action,
-        from_status,
-        to_status,
-        at,
-        actor,
-        json.dumps(dict(detail or {}), default=str),
+        [e.history_id for e in rows],
+        [e.queue_item_id for e in rows],
+        [e.action for e in rows],
+        [e.from_status for e in rows],
+        [e.to_status for e in rows],
+        [e.at for e in rows],
+        [e.actor for e in rows],
+        [json.dumps(dict(e.detail), default=str) for e in rows],
     )
 
 
 # --- deadlines and breaches --------------------------------------------------------------
 
 
-async def add_deadlines(
-    conn: Connection, queue_item_id: str, deadlines: Mapping[str, datetime]
-) -> None:
-    """Start clocks of an item (a clock already started keeps its due time)."""
-    if not deadlines:
+async def add_deadlines(conn: Connection, deadlines: Mapping[str, Mapping[str, datetime]]) -> None:
+    """Start clocks of items, given as item id -> clock name -> due time (a clock already
+    started keeps its due time)."""
+    rows = [(item, name, due) for item, clocks in deadlines.items() for name, due in clocks.items()]
+    if not rows:
         return
     await conn.execute(
         """
         INSERT INTO queue_item_deadlines (queue_item_id, deadline, due_at)
-        SELECT $1, name, due FROM unnest($2::text[], $3::timestamptz[]) AS d(name, due)
+        SELECT i, name, due FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+            AS d(i, name, due)
         ON CONFLICT (queue_item_id, deadline) DO NOTHING
         """,
-        queue_item_id,
-        list(deadlines),
-        list(deadlines.values()),
+        [item for item, _, _ in rows],
+        [name for _, name, _ in rows],
+        [due for _, _, due in rows],
     )
 
 
-async def meet_deadlines(
-    conn: Connection, queue_item_id: str, names: Iterable[str], at: datetime, met_by: str
-) -> None:
-    """Mark clocks of an item met at ``at`` (a clock met before keeps its first time)."""
+async def meet_deadlines(conn: Connection, met: Sequence[MetClocks]) -> None:
+    """Mark clocks met (a clock met before keeps its first time; each item once)."""
+    rows = [(m, name) for m in met for name in m.names]
+    if not rows:
+        return
     await conn.execute(
         """
-        UPDATE queue_item_deadlines SET met_at = $3, met_by = $4
-        WHERE queue_item_id = $1 AND deadline = ANY($2::text[]) AND met_at IS NULL
+        UPDATE queue_item_deadlines d SET met_at = v.at, met_by = v.met_by
+        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+            AS v(queue_item_id, deadline, at, met_by)
+        WHERE d.queue_item_id = v.queue_item_id AND d.deadline = v.deadline
+          AND d.met_at IS NULL
         """,
-        queue_item_id,
-        list(names),
-        at,
-        met_by,
+        [m.queue_item_id for m, _ in rows],
+        [name for _, name in rows],
+        [m.at for m, _ in rows],
+        [m.met_by for m, _ in rows],
     )
-
-
-@dataclass(frozen=True)
-class DueBreach:
-    """A missed clock claimed for its breach event."""
-
-    queue_item_id: str
-    deadline: str
-    due_at: datetime
-    hub: str
-    queue: str
-    breach_id: str
 
 
 async def claim_breaches(
     conn: Connection,
     now: datetime,
     *,
-    limit: int,
+    limit: int | None,
     queue_item_ids: Sequence[str] | None = None,
 ) -> list[DueBreach]:
-    """Claim clocks that ran out by ``now`` unmet, and mark them breached at ``now``.
+    """Claim clocks that ran out by ``now`` unmet (at most ``limit``, None for all; only
+    those of ``queue_item_ids`` if given), and mark them breached at ``now``.
 
     A clock is missed when its due time has passed and it was not met by then (met late
     counts as missed). Rows are claimed with FOR UPDATE SKIP LOCKED, so routing workers
     scanning together never claim the same one; the caller enqueues the breach events in
-    this same transaction, so a clock is marked breached exactly when its event is.
+    this same transaction, so a clock is marked breached exactly when its event is. (A batch
+    of queue updates decides the same in memory: :meth:`ClockRow.missed` is this rule.)
     """
     rows = await conn.fetch(
         """
@@ -289,23 +325,29 @@ async def claim_breaches(
             due_at=r["due_at"],
             hub=r["hub"],
             queue=r["queue"],
-            breach_id=derive_id("sla-breach", r["queue_item_id"], r["deadline"]),
+            breach_id=breach_id(r["queue_item_id"], r["deadline"]),
         )
         for r in rows
     ]
-    if due:
-        await conn.execute(
-            """
-            UPDATE queue_item_deadlines d SET breached_at = $1, breach_id = b.breach_id
-            FROM unnest($2::text[], $3::text[], $4::text[]) AS b(queue_item_id, deadline, breach_id)
-            WHERE d.queue_item_id = b.queue_item_id AND d.deadline = b.deadline
-            """,
-            now,
-            [b.queue_item_id for b in due],
-            [b.deadline for b in due],
-            [b.breach_id for b in due],
-        )
+    await mark_breached(conn, now, due)
     return due
+
+
+async def mark_breached(conn: Connection, now: datetime, breaches: Sequence[DueBreach]) -> None:
+    """Mark claimed clocks breached at ``now`` (in the transaction enqueuing their events)."""
+    if not breaches:
+        return
+    await conn.execute(
+        """
+        UPDATE queue_item_deadlines d SET breached_at = $1, breach_id = b.breach_id
+        FROM unnest($2::text[], $3::text[], $4::text[]) AS b(queue_item_id, deadline, breach_id)
+        WHERE d.queue_item_id = b.queue_item_id AND d.deadline = b.deadline
+        """,
+        now,
+        [b.queue_item_id for b in breaches],
+        [b.deadline for b in breaches],
+        [b.breach_id for b in breaches],
+    )
 
 
 # --- what ops see ------------------------------------------------------------------------

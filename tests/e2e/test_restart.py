@@ -36,7 +36,7 @@ BATCH = 12
 #: other service writes (services/*/store.py):
 #: - intake: ``contacts`` (``record_contacts``, every new contact);
 #: - screening: ``decisions`` (``record_decisions``, every contact screened);
-#: - routing: ``routing_decisions`` (``record_decision``, every decision, routed or
+#: - routing: ``routing_decisions`` (``record_decisions``, every decision, routed or
 #:   superseded; ``queue_items`` would only catch the decisions that open an item);
 #: - notifications: ``feedback`` (the acknowledgement of every contact, the outcome or
 #:   acknowledgement of every routing).

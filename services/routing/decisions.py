@@ -1,0 +1,324 @@
+"""Routing a batch of decisions — pure, no I/O, no clock reads.
+
+The pipeline hands routing the new decisions of a batch, in offset order, to apply in one
+transaction. Routing reads once what the batch needs from the record (a
+:class:`RecordState`), plans each decision in turn with
+:func:`~services.routing.queues.plan_routing` against a :class:`RecordView` that every step
+updates, and then writes what the steps produced (:class:`BatchWrites`) with a fixed number
+of statements, whatever the batch's size.
+
+Why a batch gives the same result as its decisions one by one (one transaction each):
+
+- One by one, a decision reads three things, as the decisions before it left them: whether
+  routing_decisions holds it (a replay), whether it holds a decision superseding it, and
+  the open items of its children (locked). The view starts from those rows for every
+  decision and child of the batch (locked for the whole transaction) and each step applies
+  to it exactly the changes one by one writes: it records the decision (and what it
+  supersedes), opens the new items, closes the moved or escalated ones. Nothing else in the
+  batch writes those rows: the batch holds decisions only, and the record's locks keep a
+  queue update or another worker from moving the same items meanwhile.
+- So each step calls the same pure functions with the same inputs, and yields the same
+  items, clocks, history rows, routing_decisions rows and events, with the same (derived)
+  ids, in the same order: history rows are inserted in step order (their ``seq``), and each
+  decision's events are emitted in the order one by one emitted them (closed items, opened
+  items, the Routed event, breaches), so every key keeps its order on every topic.
+- What one by one skipped because the row already existed is skipped here too: an item the
+  record (or an earlier step) already holds is not opened again, an item already closed is
+  not closed again, and a history row is written once per id (the first one).
+- The view holds an item a step wrote as the record gives it back (:func:`as_stored`), so a
+  later step that closes it announces it byte for byte as one by one did, reading it back.
+- Breaches at routing time: one by one claims, after each decision, the run-out clocks of
+  the items it opened; no later decision can have met those clocks by then. The batch
+  claims them once, for all the items it opened, after inserting their clocks and before it
+  marks any clock met — the same clocks, in the same order for each decision.
+
+Two differences are deliberate: the batch reads "now" once (one transaction, one instant),
+where one by one read it for each decision — with a clock that does not move between the
+two reads (every test's file clock) the results are identical; and when several applied
+decisions supersede one, the audit names the first recorded (one by one named any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from schemas.events import Decision, QueueItem, Routed
+from services.common.calendar import WorkingCalendar
+from services.common.ids import derive_id
+from services.routing.deadlines import DeadlineConfig
+from services.routing.queues import Closure, ClosureKind, OpenItem, RoutingPlan, plan_routing
+from services.routing.rows import HistoryEntry, MetClocks, as_stored
+
+#: Who routing's own changes are recorded as in an item's history.
+ROUTING_ACTOR = "routing"
+
+Verdict = Literal["routed", "superseded", "duplicate_decision", "unknown_hub"]
+"""What routing does with a decision: route it, set it aside (an override of it was
+applied), skip it (already applied under another event id), or refuse it (unknown hub)."""
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """What a batch of decisions reads from the record before it plans them."""
+
+    applied: frozenset[str]
+    """The batch's decision ids routing has already applied or set aside."""
+    superseded_by: Mapping[str, str]
+    """The batch's decision ids -> an applied decision that supersedes each."""
+    items: Sequence[QueueItem]
+    """The items of the batch's children that are not closed, and any item (closed too)
+    with the id a decision of the batch would give the item it opens."""
+
+
+@dataclass(frozen=True)
+class Closing:
+    """An item a decision closes: as it is once closed, why (moved or escalated), and when."""
+
+    item: QueueItem
+    kind: ClosureKind
+    at: datetime
+
+
+@dataclass
+class DecisionStep:
+    """What one decision of a batch does, as routing it alone would have done it."""
+
+    decision: Decision
+    verdict: Verdict
+    superseded_by: str | None = None
+    """For ``superseded``: the decision that overrides this one."""
+    plan: RoutingPlan | None = None
+    """For ``routed``: where each child goes."""
+    closings: list[Closing] = field(default_factory=list)
+    """Items this decision closes, in the order it closes them."""
+    opened: list[QueueItem] = field(default_factory=list)
+    """Items this decision adds to the record, in child order."""
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def effect(self) -> str | None:
+        """What routing_decisions records for it (None: nothing is recorded)."""
+        return self.verdict if self.verdict in ("routed", "superseded") else None
+
+    @property
+    def opened_ids(self) -> list[str]:
+        """Ids of the items the plan opens (those whose run-out clocks breach now)."""
+        return [] if self.plan is None else [i.queue_item_id for i in self.plan.opened]
+
+
+def open_item_of(item: QueueItem) -> OpenItem:
+    """A queue item as :func:`~services.routing.queues.plan_routing` sees it."""
+    return OpenItem(
+        queue_item_id=item.queue_item_id,
+        contact_id=item.contact_id,
+        decision_id=item.decision_id,
+        subject_id=item.subject_id,
+        hub=item.hub,
+        queue=item.queue,
+        target_agency=item.target_agency,
+        rag=item.rag,
+        open_case_update=item.open_case_update,
+        routed_at=item.routed_at,
+    )
+
+
+class RecordView:
+    """The part of the routing record a batch touches, as its decisions so far left it."""
+
+    def __init__(self, state: RecordState) -> None:
+        self.applied: set[str] = set(state.applied)
+        self.superseded_by: dict[str, str] = dict(state.superseded_by)
+        self.items: dict[str, QueueItem] = {}
+        self.by_child: dict[str, list[str]] = {}
+        for item in state.items:
+            self._put(item)
+
+    def _put(self, item: QueueItem) -> None:
+        if item.queue_item_id not in self.items:
+            self.by_child.setdefault(item.subject_id, []).append(item.queue_item_id)
+        self.items[item.queue_item_id] = item
+
+    def open_items(self, subject_ids: Iterable[str]) -> dict[str, list[OpenItem]]:
+        """Each child's items that are not closed, oldest first (as the record orders them)."""
+        found: dict[str, list[OpenItem]] = {}
+        for subject_id in dict.fromkeys(subject_ids):
+            items = [self.items[i] for i in self.by_child.get(subject_id, ())]
+            still_open = sorted(
+                (i for i in items if i.status != "closed"),
+                key=lambda i: (i.routed_at, i.queue_item_id),
+            )
+            if still_open:
+                found[subject_id] = [open_item_of(i) for i in still_open]
+        return found
+
+    def route(
+        self,
+        decision: Decision,
+        now: datetime,
+        config: DeadlineConfig,
+        calendar: Callable[[str], WorkingCalendar],
+        hubs: Collection[str],
+    ) -> DecisionStep:
+        """Plan ``decision`` against the view, then apply its changes to the view."""
+        if decision.decision_id in self.applied:
+            return DecisionStep(decision, "duplicate_decision")
+        newer = self.superseded_by.get(decision.decision_id)
+        if newer is not None:
+            self._record(decision)
+            return DecisionStep(decision, "superseded", superseded_by=newer)
+        if decision.hub not in hubs:
+            return DecisionStep(decision, "unknown_hub")
+        children = [s.subject_id for s in decision.subjects]
+        plan = plan_routing(decision, self.open_items(children), now, config, calendar)
+        step = DecisionStep(decision, "routed", plan=plan)
+        for closure in plan.closures:
+            self._close(step, closure, now)
+        for item in plan.opened:
+            self._open(step, item)
+        for placement in plan.placements:
+            if placement.kept is not None:
+                step.history.append(
+                    HistoryEntry(
+                        queue_item_id=placement.kept.queue_item_id,
+                        action="confirmed",
+                        cause=decision.decision_id,
+                        from_status=None,
+                        to_status="open",
+                        at=decision.decided_at,
+                        actor=ROUTING_ACTOR,
+                        detail={"decision_id": decision.decision_id, "source": decision.source},
+                    )
+                )
+        self._record(decision)
+        return step
+
+    def _record(self, decision: Decision) -> None:
+        self.applied.add(decision.decision_id)
+        if decision.supersedes_decision_id is not None:
+            self.superseded_by.setdefault(decision.supersedes_decision_id, decision.decision_id)
+
+    def _close(self, step: DecisionStep, closure: Closure, now: datetime) -> None:
+        """Close an item the decision moves (override) or escalates (open case to s47)."""
+        item = self.items.get(closure.item.queue_item_id)
+        if item is None or item.status == "closed":
+            return
+        closed = item.model_copy(
+            update={
+                "status": "closed",
+                "status_at": now,
+                "closure_reason": None,
+                "replaced_by": closure.replaced_by,
+            }
+        )
+        self._put(closed)
+        step.closings.append(Closing(closed, closure.kind, now))
+        step.history.append(
+            HistoryEntry(
+                queue_item_id=item.queue_item_id,
+                action=closure.kind,
+                cause=step.decision.decision_id,
+                from_status=item.status,
+                to_status="closed",
+                at=now,
+                actor=ROUTING_ACTOR,
+                detail={
+                    "decision_id": step.decision.decision_id,
+                    "replaced_by": closure.replaced_by,
+                },
+            )
+        )
+
+    def _open(self, step: DecisionStep, item: QueueItem) -> None:
+        """Add an item the decision opens (unless the record already holds it)."""
+        if item.queue_item_id in self.items:
+            return
+        self._put(as_stored(item))
+        step.opened.append(item)
+        decision = step.decision
+        step.history.append(
+            HistoryEntry(
+                queue_item_id=item.queue_item_id,
+                action="opened",
+                cause=decision.decision_id,
+                from_status=None,
+                to_status="open",
+                at=item.routed_at,
+                actor=ROUTING_ACTOR,
+                detail={
+                    "decision_id": decision.decision_id,
+                    "source": decision.source,
+                    "open_case_update": item.open_case_update,
+                },
+            )
+        )
+
+
+def plan_batch(
+    decisions: Sequence[Decision],
+    state: RecordState,
+    now: datetime,
+    config: DeadlineConfig,
+    calendar: Callable[[str], WorkingCalendar],
+    hubs: Collection[str],
+) -> list[DecisionStep]:
+    """Plan ``decisions`` in order, each seeing what the ones before it changed."""
+    view = RecordView(state)
+    return [view.route(d, now, config, calendar, hubs) for d in decisions]
+
+
+@dataclass(frozen=True)
+class BatchWrites:
+    """Every row a batch of decisions writes, gathered in step order."""
+
+    opened: list[QueueItem]
+    closings: list[Closing]
+    history: list[HistoryEntry]
+    """In the order one by one recorded them (the store keeps the first of an id)."""
+    decisions: list[tuple[Decision, str]]
+    """(decision, effect) for routing_decisions."""
+    breach_candidates: list[str]
+    """Ids of the items opened by the batch, whose run-out clocks breach with it."""
+
+    def met(self) -> list[MetClocks]:
+        """The clocks the closings stop: every clock of each item, at its closing (one
+        already run out stays a breach: met late)."""
+        return [
+            MetClocks(c.item.queue_item_id, list(c.item.deadlines), c.at, c.kind)
+            for c in self.closings
+        ]
+
+
+def batch_writes(steps: Sequence[DecisionStep]) -> BatchWrites:
+    """What ``steps`` write, for a fixed number of statements."""
+    return BatchWrites(
+        opened=[i for s in steps for i in s.opened],
+        closings=[c for s in steps for c in s.closings],
+        history=[h for s in steps for h in s.history],
+        decisions=[(s.decision, s.effect) for s in steps if s.effect is not None],
+        breach_candidates=list(dict.fromkeys(i for s in steps for i in s.opened_ids)),
+    )
+
+
+def routed_event(decision: Decision, plan: RoutingPlan, now: datetime) -> Routed:
+    """The mash.routed.v1 event announcing where ``decision`` put its children."""
+    return Routed(
+        routed_id=derive_id("routed", decision.decision_id),
+        contact_id=decision.contact_id,
+        contact_reference=decision.contact_reference,
+        decision_id=decision.decision_id,
+        decision_source=decision.source,
+        level=decision.level,
+        outcome=decision.outcome,
+        rag=decision.rag,
+        target_agency=decision.target_agency,
+        hub=plan.hub,
+        queue=plan.queue,
+        queue_item_ids=plan.item_ids,
+        contact_source=decision.contact_source,
+        received_at=decision.received_at,
+        decided_at=decision.decided_at,
+        routed_at=now,
+    )

@@ -48,7 +48,7 @@ faults: venv ## the fault suite alone (its own broker and database); prints the 
 	$(VENV)/bin/pytest -m faults tests/faults
 
 bench: venv stack ## benchmarks that print figures (no pass/fail)
-	$(PY) -m tests.bench.bench_pipeline
+	$(PY) -m tests.bench.bench_pipeline $(BENCH_ARGS)
 	$(PY) -m tests.bench.da_year
 
 clean:

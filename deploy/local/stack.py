@@ -73,6 +73,8 @@ HOST = "127.0.0.1"
 PG_ROLE = "mash"
 PG_DATABASE = "mash"
 PG_OS_USER = "postgres"
+#: Loaded at server start: pg_stat_statements (postgresql-contrib, in Debian's postgresql-NN).
+PG_PRELOAD = "pg_stat_statements"
 
 KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 MIN_JAVA_MAJOR = 17
@@ -1028,6 +1030,8 @@ def pg_up(cfg: Config, timeout: float, fast: bool) -> None:
             f"-p {cfg.pg_port}",
             f"-k {shlex.quote(str(cfg.pg_socket_dir))}",
             f"-c listen_addresses={HOST}",
+            # Per-statement counts for `make bench` (SQL statements per contact).
+            f"-c shared_preload_libraries={PG_PRELOAD}",
         ]
         if fast:  # test-only: durability off (data is thrown away anyway)
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
@@ -1079,6 +1083,12 @@ def pg_up(cfg: Config, timeout: float, fast: bool) -> None:
         say(f"postgres ready in {elapsed:.1f}s at {cfg.database_url} (pid {pid})")
     else:
         say(f"postgres already running (pid {pid}), answered in {elapsed:.2f}s")
+        preload = psql(psql_bin, pg_admin_url(cfg), "SHOW shared_preload_libraries;\n")
+        if preload.returncode == 0 and PG_PRELOAD not in preload.stdout:
+            warn(
+                f"postgres: pid {pid} was started without {PG_PRELOAD} (make bench counts no "
+                "SQL statements); `stack.py down` then `stack.py up` loads it"
+            )
 
 
 def pg_stop(cfg: Config) -> None:

@@ -69,7 +69,17 @@ async def apply_migrations(conn: Connection) -> list[str]:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
     """A connection pool to the system of record, with migrations applied."""
-    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        # asyncpg prepares every statement; after five runs PostgreSQL may switch a
+        # prepared statement to a generic plan made without the ``= ANY($1)`` array or the
+        # table's current size, and keep it for the connection's life: a batch lookup on a
+        # table that has grown since turns into a sequential scan (seen in ``make bench``:
+        # 10-20 ms per lookup). A custom plan per run costs far less with batches.
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
     async with pool.acquire() as conn:
         await apply_migrations(conn)
     return pool

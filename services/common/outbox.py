@@ -222,6 +222,7 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         #: Producers created so far (a new one after every Kafka failure).
         self.producers_created = 0
+        self._counted_at = float("-inf")
 
     def notify(self) -> None:
         """Wake the relay now (called after a transaction that enqueued events commits)."""
@@ -332,6 +333,14 @@ class OutboxRelay:
             )
         return count
 
+    async def _count_pending(self) -> None:
+        """Refresh the pending gauge, at most once per ``poll_seconds``: counting is a scan
+        of the pending index, too dear to repeat after every wake-up under load."""
+        now = asyncio.get_running_loop().time()
+        if now - self._counted_at >= self.poll_seconds:
+            self._counted_at = now
+            self.metrics.outbox_pending.set(await self.pending_count())
+
     async def run(self) -> None:
         """Publish forever: on wake-up, and every ``poll_seconds`` as a fallback."""
         delay = 0.5
@@ -342,7 +351,7 @@ class OutboxRelay:
                 while await self.publish_pending() == self.batch_size:
                     pass
                 self.health.relay_publishing()
-                self.metrics.outbox_pending.set(await self.pending_count())
+                await self._count_pending()
                 delay = 0.5
             except asyncio.CancelledError:
                 raise

@@ -1,11 +1,10 @@
 """Transactional outbox: the one way every service produces events.
 
 A service writes its business rows and the events they cause in one PostgreSQL
-transaction (:func:`enqueue_event`). The :class:`OutboxRelay` publishes unpublished rows
-in order with an idempotent ``acks=all`` producer and marks them published. A crash at any
-instant therefore loses nothing; it may publish a row twice, which consumers absorb by
-de-duplicating on ``ce_id``.
-"""
+transaction (:func:`outbox_row` encodes an event, :func:`enqueue_rows` adds a batch). The
+:class:`OutboxRelay` publishes unpublished rows in order with an idempotent ``acks=all``
+producer and marks them published. A crash at any instant therefore loses nothing; it may
+publish a row twice, which consumers absorb by de-duplicating on ``ce_id``."""
 
 from __future__ import annotations
 
@@ -128,33 +127,6 @@ async def enqueue_rows(conn: Connection, service: str, rows: Sequence[OutboxRow]
         [_headers_to_json(r.headers) for r in unique],
     )
     return {r["event_id"] for r in added}
-
-
-async def enqueue_event(
-    conn: Connection,
-    *,
-    service: str,
-    topic: str,
-    key: str | None,
-    event_id: str,
-    data: ContractModel,
-    time: datetime,
-    subject: str | None = None,
-) -> bool:
-    """Add one CloudEvent (binary mode) to the outbox inside the caller's transaction.
-
-    Returns False when an event with the same id was already enqueued for ``topic``.
-    """
-    row = outbox_row(
-        service=service,
-        topic=topic,
-        key=key,
-        event_id=event_id,
-        data=data,
-        time=time,
-        subject=subject,
-    )
-    return bool(await enqueue_rows(conn, service, [row]))
 
 
 class RelayHealth(Protocol):

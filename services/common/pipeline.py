@@ -151,6 +151,10 @@ BatchEffect = Callable[[Sequence[Received]], Awaitable[None]]
 sets each one's ``outcome``, or ``refused`` (before writing anything for it)."""
 
 
+Before = Callable[[Sequence[tuple[InboundMessage, ContractModel]]], None]
+"""Sees a batch's valid events (message and payload, in order) before its transaction."""
+
+
 def one_by_one(effect: Effect) -> BatchEffect:
     """The batch effect that applies ``effect`` to each event in turn (a later event reads
     what an earlier one wrote); a :class:`Rejected` it raises refuses that event only."""
@@ -292,10 +296,10 @@ async def _write_audit(conn: Connection, service: str, entries: Sequence[AuditEn
 
 async def _record_dead_letters(
     conn: Connection, runtime: ServiceRuntime, letters: Sequence[DeadLetter]
-) -> list[DeadLetter]:
-    """Insert the dead letters; return those not recorded before (a restart's repeat)."""
+) -> set[str]:
+    """Insert the dead letters; return the ids not recorded before (a restart's repeat)."""
     if not letters:
-        return []
+        return set()
     rows = await conn.fetch(
         """
         INSERT INTO dead_letters
@@ -315,8 +319,7 @@ async def _record_dead_letters(
         [json.dumps([e.model_dump() for e in d.errors]) for d in letters],
         [d.at for d in letters],
     )
-    new = {r["dead_letter_id"] for r in rows}
-    return [d for d in letters if d.dead_letter_id in new]
+    return {r["dead_letter_id"] for r in rows}
 
 
 async def _apply_batch(
@@ -372,18 +375,13 @@ async def _apply_batch(
                 rejected,
             )
         at = datetime.now(UTC)
-        letters = [
-            dead_letter_for(i.message, i.error, service, at) for i in items if i.error is not None
+        refusals = [
+            (item, dead_letter_for(item.message, item.error, service, at))
+            for item in items
+            if item.error is not None
         ]
-        new_letters = await _record_dead_letters(conn, runtime, letters)
-        by_id = {d.dead_letter_id: d for d in new_letters}
-        for item in items:
-            if item.error is not None:
-                letter_id = derive_id(
-                    "dead-letter", item.message.topic, item.message.partition, item.message.offset
-                )
-                if letter_id in by_id:
-                    done.dead.append((item, by_id[letter_id]))
+        new_letters = await _record_dead_letters(conn, runtime, [d for _, d in refusals])
+        done.dead = [(item, d) for item, d in refusals if d.dead_letter_id in new_letters]
         await _record_outcomes(conn, service, done.applied)
         duplicate_audits = [
             AuditEntry(
@@ -460,9 +458,11 @@ async def consume(
     *,
     stage: str,
     ingress_from_header: bool = True,
+    before: Before | None = None,
 ) -> None:
     """Process a batch of messages to a durable end: each applied, skipped as a duplicate,
-    or dead-lettered."""
+    or dead-lettered. ``before`` sees every valid event of the batch (duplicates
+    included) before the transaction."""
     if not messages:
         return
     await runtime.ready()
@@ -470,6 +470,8 @@ async def consume(
     for message in messages:
         runtime.metrics.events_consumed.labels(topic=message.topic).inc()
     items = [_decoded(runtime, m, accepted) for m in messages]
+    if before is not None:
+        before([(i.message, i.payload) for i in items if i.payload is not None])
     await _until_durable(runtime, items, effect, stage, ingress_from_header)
     runtime.metrics.processing_seconds.labels(stage=stage).observe(time.perf_counter() - started)
     runtime.metrics.batch_events.labels(stage=stage).observe(len(messages))
@@ -543,7 +545,7 @@ def consume_topic(
     effect: BatchEffect,
     *,
     stage: str,
-    before: Callable[[Sequence[InboundMessage]], None] | None = None,
+    before: Before | None = None,
 ) -> None:
     """Register the agent that feeds contract topic ``topic`` through :func:`consume`, a
     batch (``batch_max_events``, or what came within ``batch_linger_seconds``) at a time.
@@ -559,11 +561,14 @@ def consume_topic(
         async for events in stream.take_events(
             settings.batch_max_events, within=settings.batch_linger_seconds
         ):
-            messages = [inbound_message(e) for e in events]
-            if before is not None:
-                before(messages)
             await consume(
-                runtime, messages, accepted, effect, stage=stage, ingress_from_header=from_header
+                runtime,
+                [inbound_message(e) for e in events],
+                accepted,
+                effect,
+                stage=stage,
+                ingress_from_header=from_header,
+                before=before,
             )
 
     app.agent(raw_topic(app, runtime.topics(topic)), name=f"{stage}:{topic}", concurrency=1)(agent)

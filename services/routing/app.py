@@ -23,7 +23,7 @@ from schemas.inbound import QueueUpdate
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
-from services.common.outbox import enqueue_event
+from services.common.outbox import enqueue_rows, outbox_row
 from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
 from services.common.topics import (
@@ -336,17 +336,22 @@ class Routing:
         while True:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 due = await store.claim_breaches(conn, now, limit=BREACH_BATCH)
-                for claimed in due:
-                    breach = self._breach(claimed, now)
-                    await enqueue_event(
-                        conn,
-                        service=runtime.service,
-                        topic=runtime.topics(SLA_BREACHES),
-                        key=breach.queue_item_id,
-                        event_id=breach.breach_id,
-                        data=breach,
-                        time=now,
-                    )
+                breaches = [self._breach(claimed, now) for claimed in due]
+                await enqueue_rows(
+                    conn,
+                    runtime.service,
+                    [
+                        outbox_row(
+                            service=runtime.service,
+                            topic=runtime.topics(SLA_BREACHES),
+                            key=breach.queue_item_id,
+                            event_id=breach.breach_id,
+                            data=breach,
+                            time=now,
+                        )
+                        for breach in breaches
+                    ],
+                )
             if due:
                 runtime.relay.notify()
             for claimed in due:

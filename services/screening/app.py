@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.cloudevents import ContractError, decode, validate_data
+from schemas.base import ContractModel
 from schemas.events import Contact, Decision
 from schemas.inbound import PractitionerDecision
 from schemas.types import ce_type_of
@@ -67,18 +67,6 @@ def history_changelog_topic(settings: Settings) -> TopicSpec:
         settings.partitions,
         {"cleanup.policy": "compact"},
     )
-
-
-def contact_of(message: InboundMessage, max_bytes: int) -> Contact | None:
-    """The contact a message carries, or None when the pipeline will dead-letter it."""
-    try:
-        payload = validate_data(
-            decode(message.value, message.headers, max_bytes=max_bytes), CONTACT_TYPES
-        )
-    except ContractError:
-        return None
-    assert isinstance(payload, Contact)
-    return payload
 
 
 class Screening:
@@ -141,16 +129,14 @@ class Screening:
             self._keep_parsed(contact.subject_key, value, after)
         return after.facts_for(contact)
 
-    def remember_batch(self, messages: Sequence[InboundMessage]) -> None:
-        """Remember every contact of a batch, in order, before its transaction (see the
-        module doc), keeping each one's facts as one-by-one screening would see them."""
-        max_bytes = self.runtime.settings.max_message_bytes
+    def remember_batch(self, batch: Sequence[tuple[InboundMessage, ContractModel]]) -> None:
+        """Remember every valid contact of a batch, in order, before its transaction (see
+        the module doc), keeping each one's facts as one-by-one screening would see them."""
         self._facts = {}
-        for message in messages:
-            contact = contact_of(message, max_bytes)
-            if contact is not None:
-                facts = self.remember(contact, message.partition)
-                self._facts.setdefault(contact.contact_id, facts)
+        for message, contact in batch:
+            assert isinstance(contact, Contact)
+            facts = self.remember(contact, message.partition)
+            self._facts.setdefault(contact.contact_id, facts)
 
     async def decide_batch(self, batch: Sequence[Received]) -> None:
         """Screen each contact of a batch in order, record the decisions in one statement

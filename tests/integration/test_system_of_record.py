@@ -18,7 +18,7 @@ from services.common.db import apply_migrations, migration_files
 from services.common.health import Bounds, HealthState
 from services.common.kafka import ensure_topics
 from services.common.metrics import ServiceMetrics
-from services.common.outbox import OutboxRelay, enqueue_event
+from services.common.outbox import OutboxRelay, enqueue_rows, outbox_row
 from services.common.settings import Settings
 from services.common.topics import TopicSpec
 from tests.support import Isolated, Stack, fetchval, isolated_world, read_topic, wait_until
@@ -31,8 +31,7 @@ pytestmark = pytest.mark.integration
 
 async def enqueue_feedback(conn: Connection, topic: str, event: Feedback, event_id: str) -> bool:
     """Enqueue ``event`` for agency-1 under ``event_id`` in the caller's transaction."""
-    return await enqueue_event(
-        conn,
+    row = outbox_row(
         service="test",
         topic=topic,
         key="agency-1",
@@ -40,6 +39,7 @@ async def enqueue_feedback(conn: Connection, topic: str, event: Feedback, event_
         data=event,
         time=datetime.now(UTC),
     )
+    return bool(await enqueue_rows(conn, "test", [row]))
 
 
 @pytest.fixture

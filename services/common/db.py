@@ -67,12 +67,21 @@ async def apply_migrations(conn: Connection) -> list[str]:
     return applied_now
 
 
+async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Release without asyncpg's default reset (``RESET ALL; UNLISTEN *; CLOSE ALL;
+    SELECT pg_advisory_unlock_all()``): one round trip per batch and per relay cycle for
+    session state the product never leaves behind (no SET, LISTEN, cursors or session
+    locks outside the migrations, which unlock their own). asyncpg still rolls back a
+    transaction left open."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
     """A connection pool to the system of record, with migrations applied."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        reset=_keep_session,
         # asyncpg prepares every statement; after five runs PostgreSQL may switch a
         # prepared statement to a generic plan made without the ``= ANY($1)`` array or the
         # table's current size, and keep it for the connection's life: a batch lookup on a

@@ -112,7 +112,8 @@ async def claim_position(
 async def claim_positions(
     conn: Connection, service: str, messages: Sequence[InboundMessage], *, accept_gap: bool = False
 ) -> None:
-    """:func:`claim_position` for a whole batch, in three statements whatever its size.
+    """:func:`claim_position` for a whole batch, in one statement when every partition's
+    offsets follow on from its position (the usual case), else in three.
 
     Locks the positions of every partition in the batch (in a fixed order, so workers
     never deadlock), checks the batch's offsets against them and moves each past the
@@ -124,6 +125,8 @@ async def claim_positions(
     for m in messages:
         by_partition.setdefault((m.topic, m.partition), []).append(m.offset)
     keys = sorted(by_partition)
+    if await _follow_on(conn, service, keys, by_partition):
+        return
     topics = [t for t, _ in keys]
     partitions = [p for _, p in keys]
     # A partition seen for the first time starts at its first offset in this batch.
@@ -174,3 +177,50 @@ async def claim_positions(
             [p for _, p in moved],
             list(moved.values()),
         )
+
+
+async def _follow_on(
+    conn: Connection,
+    service: str,
+    keys: Sequence[tuple[str, int]],
+    by_partition: dict[tuple[str, int], list[int]],
+) -> bool:
+    """The usual case in one statement: every partition's offsets in the batch run without
+    a gap from its position. Locks the positions in a fixed order and moves those that
+    follow on; True when all did (else the caller checks them the long way: the ones
+    moved here then read as re-deliveries, which is what they are)."""
+    firsts: list[int] = []
+    lasts: list[int] = []
+    for key in keys:
+        offsets = sorted(set(by_partition[key]))
+        if offsets[-1] - offsets[0] != len(offsets) - 1:
+            return False  # a gap inside the batch: only the long way can tell
+        firsts.append(offsets[0])
+        lasts.append(offsets[-1])
+    moved = await conn.fetchval(
+        """
+        WITH batch AS (
+            SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                AS v(topic, "partition", first_offset, last_offset)
+        ), locked AS MATERIALIZED (
+            SELECT ip.topic, ip."partition", ip.next_offset FROM input_positions ip
+            WHERE ip.service = $1
+              AND (ip.topic, ip."partition") IN (SELECT topic, "partition" FROM batch)
+            ORDER BY ip.topic, ip."partition"
+            FOR UPDATE
+        ), moved AS (
+            UPDATE input_positions ip SET next_offset = b.last_offset + 1
+            FROM locked l JOIN batch b USING (topic, "partition")
+            WHERE ip.service = $1 AND ip.topic = l.topic AND ip."partition" = l."partition"
+              AND l.next_offset = b.first_offset
+            RETURNING 1
+        )
+        SELECT count(*) FROM moved
+        """,
+        service,
+        [t for t, _ in keys],
+        [p for _, p in keys],
+        firsts,
+        lasts,
+    )
+    return bool(moved == len(keys))

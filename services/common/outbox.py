@@ -248,18 +248,25 @@ class OutboxRelay:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", RELAY_LOCK_CLASS, self.service
             )
+            # Marked in the same statement that reads them: the mark commits only with
+            # the acknowledgements (a failed send rolls it back).
             rows = await conn.fetch(
                 """
-                SELECT id, topic, key, value, headers FROM outbox
-                WHERE service = $1 AND published_at IS NULL
-                ORDER BY id
-                LIMIT $2
+                UPDATE outbox SET published_at = now()
+                WHERE id IN (
+                    SELECT id FROM outbox
+                    WHERE service = $1 AND published_at IS NULL
+                    ORDER BY id
+                    LIMIT $2
+                )
+                RETURNING id, topic, key, value, headers
                 """,
                 self.service,
                 self.batch_size,
             )
             if not rows:
                 return 0
+            rows.sort(key=lambda r: r["id"])  # RETURNING keeps no order; Kafka needs it
             try:
                 await self._send_watched(rows)
             except (Exception, asyncio.CancelledError) as exc:
@@ -267,10 +274,6 @@ class OutboxRelay:
                 if isinstance(exc, TimeoutError):
                     raise PublishTimeout(f"no acknowledgement in {self.publish_timeout}s") from exc
                 raise
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
         for r in rows:
             self.metrics.outbox_published.labels(topic=r["topic"]).inc()
         return len(rows)

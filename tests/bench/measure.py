@@ -52,17 +52,58 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
 
 
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # gone meanwhile
+        return None
+
+
+def stack_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by this machine's Kafka broker (the JVM running
+    ``kafka.Kafka``) and PostgreSQL (every ``postgres`` process, plus the time exited
+    backends left in the postmaster's children counters), from /proc; 0 when not local."""
+    kafka = postgres = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            cmdline = (entry / "cmdline").read_bytes() if comm == "java" else b""
+        except OSError:
+            continue
+        if comm != "postgres" and b"kafka.Kafka" not in cmdline:
+            continue
+        fields = _stat_fields(entry.name)
+        if fields is None:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if comm == "java":
+            kafka += used
+            continue
+        postgres += used
+        parent = Path(f"/proc/{fields[1]}/comm")
+        if not (parent.exists() and parent.read_text().strip() == "postgres"):
+            # The postmaster: its reaped children (backends that exited) count too.
+            postgres += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return {"kafka": kafka, "postgresql": postgres}
+
+
 @dataclass(frozen=True)
 class CpuSample:
     """CPU seconds of each process by name, and of the whole machine, at one instant."""
 
     by_name: Mapping[str, float]
     machine: float
+    stack: Mapping[str, float]
 
 
 def sample_cpu(pids: Mapping[str, int]) -> CpuSample:
-    """CPU seconds of each named process and of the machine, now."""
-    return CpuSample({n: cpu_seconds(p) for n, p in pids.items()}, machine_busy_seconds())
+    """CPU seconds of each named process, of the local Kafka and PostgreSQL, and of the
+    machine, now."""
+    return CpuSample(
+        {n: cpu_seconds(p) for n, p in pids.items()}, machine_busy_seconds(), stack_cpu_seconds()
+    )
 
 
 def machine_info() -> dict[str, object]:

@@ -59,6 +59,8 @@ class PassResult:
     services: dict[str, ServiceCost] = field(default_factory=dict)
     transactions: int | None = None
     machine_cpu_seconds: float = 0.0
+    stack_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the local Kafka broker and PostgreSQL during the pass."""
     prefix: str = ""
     database: str = ""
 
@@ -136,6 +138,7 @@ async def throughput_pass(
             (end_ms - start_ms) / 1000,
             transactions=transactions_after - transactions_before - polls,
             machine_cpu_seconds=cpu_after.machine - cpu_before.machine,
+            stack_cpu_seconds={k: v - cpu_before.stack[k] for k, v in cpu_after.stack.items()},
             prefix=bench.world.prefix,
             database=bench.database,
         )

@@ -140,7 +140,30 @@ def service_lines(result: PassResult) -> list[str]:
         f" {result.seconds * (os.cpu_count() or 1):,.0f} s available"
         f" (services {total_cpu:,.0f} s; the rest: Kafka, PostgreSQL, this process, others)"
     )
+    parts = cpu_ms_per_contact(result)
+    lines.append(
+        "  machine CPU ms per contact: "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in parts.items())
+        + f" (at 1,000 contacts/s, {os.cpu_count() or 1} cores give"
+        f" {float(os.cpu_count() or 1):.2f} ms per contact in all)"
+    )
     return lines
+
+
+def cpu_ms_per_contact(result: PassResult) -> dict[str, float]:
+    """Where the machine's CPU went, in ms per contact: the four services, PostgreSQL,
+    Kafka, everything else (the publisher, this process), and the whole machine."""
+    n = result.contacts
+    services = sum(c.cpu_seconds for c in result.services.values())
+    stack = result.stack_cpu_seconds
+    known = services + sum(stack.values())
+    return {
+        "services": 1000 * services / n,
+        "postgresql": 1000 * stack.get("postgresql", 0.0) / n,
+        "kafka": 1000 * stack.get("kafka", 0.0) / n,
+        "other": 1000 * max(0.0, result.machine_cpu_seconds - known) / n,
+        "machine": 1000 * result.machine_cpu_seconds / n,
+    }
 
 
 def _per(value: int | None, contacts: int) -> float | None:
@@ -184,6 +207,7 @@ def pass_json(result: PassResult | None) -> dict[str, Any] | None:
             None if result.transactions is None else round(result.transactions / n, 3)
         ),
         "machine_cpu_seconds": round(result.machine_cpu_seconds, 1),
+        "cpu_ms_per_contact": {k: round(v, 3) for k, v in cpu_ms_per_contact(result).items()},
     }
 
 

@@ -28,11 +28,25 @@ READ_TIMEOUT = 60.0
 # --------------------------------------------------------------------------- processes
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (None: gone meanwhile)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _used(fields: Sequence[str], first: int = 11) -> float:
+    """utime + stime (``first`` = 11), or the reaped children's cutime + cstime (13)."""
+    return (int(fields[first]) + int(fields[first + 1])) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds used so far by process ``pid`` (utime + stime)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    fields = _stat_fields(pid)
+    if fields is None:
+        raise ProcessLookupError(pid)
+    return _used(fields)
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -50,13 +64,6 @@ def machine_busy_seconds() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / CLOCK_TICKS
-
-
-def _stat_fields(pid: str) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # gone meanwhile
-        return None
 
 
 def stack_cpu_seconds() -> dict[str, float]:
@@ -77,15 +84,14 @@ def stack_cpu_seconds() -> dict[str, float]:
         fields = _stat_fields(entry.name)
         if fields is None:
             continue
-        used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         if comm == "java":
-            kafka += used
+            kafka += _used(fields)
             continue
-        postgres += used
+        postgres += _used(fields)
         parent = Path(f"/proc/{fields[1]}/comm")
         if not (parent.exists() and parent.read_text().strip() == "postgres"):
             # The postmaster: its reaped children (backends that exited) count too.
-            postgres += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+            postgres += _used(fields, first=13)
     return {"kafka": kafka, "postgresql": postgres}
 
 

@@ -48,6 +48,22 @@ class OutOfOrder(Exception):
 ORDER_PATIENCE_SECONDS = 10.0
 
 
+def in_offset_order(messages: Sequence[InboundMessage]) -> list[InboundMessage]:
+    """``messages`` with each partition's events in offset order, in the places that
+    partition's events held (the interleaving of partitions is kept).
+
+    A batch's effects run in list order and the position check only looks at the set of
+    offsets, so a batch handed over as [105, 103, 104] would pass the check and make 105's
+    effect first. A consumer hands a partition's events in order, except perhaps around a
+    rebalance's seek; this makes the order a property of the batch, not of the consumer.
+    """
+    by_partition: dict[tuple[str, int], list[InboundMessage]] = {}
+    for m in messages:
+        by_partition.setdefault((m.topic, m.partition), []).append(m)
+    queues = {key: iter(sorted(ms, key=lambda m: m.offset)) for key, ms in by_partition.items()}
+    return [next(queues[(m.topic, m.partition)]) for m in messages]
+
+
 async def claim_position(
     conn: Connection, service: str, message: InboundMessage, *, accept_gap: bool = False
 ) -> bool:

@@ -9,7 +9,9 @@ with back-off instead of raised: Faust would ack and skip events whose handler r
 and a safeguarding contact must never be skipped.
 
 Why a batch behaves like its events one by one: the effects run in offset order on the
-batch's one connection, so a later event reads what an earlier one wrote (a re-referral,
+batch's one connection (each partition's events are put in offset order first: around a
+rebalance Faust can hand a re-fetched earlier offset after a later one, seen in the fault
+suite's scale-out scenario), so a later event reads what an earlier one wrote (a re-referral,
 an open case, a duplicate source reference); an effect refuses an event (raises
 :class:`Rejected`, or sets ``refused``) *before* it writes anything for it (every effect
 checks, then writes), so dead-lettering it leaves nothing behind; the rows nobody reads
@@ -38,7 +40,12 @@ from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.ids import derive_id
 from services.common.kafka import InboundMessage, inbound_message, raw_topic
-from services.common.order import ORDER_PATIENCE_SECONDS, OutOfOrder, claim_positions
+from services.common.order import (
+    ORDER_PATIENCE_SECONDS,
+    OutOfOrder,
+    claim_positions,
+    in_offset_order,
+)
 from services.common.outbox import INGRESS_HEADER, OutboxRow, enqueue_rows, outbox_row
 from services.common.runtime import ServiceRuntime
 from services.common.topics import DEAD_LETTER, EXTERNAL_TOPICS
@@ -469,7 +476,11 @@ async def consume(
     started = time.perf_counter()
     for message in messages:
         runtime.metrics.events_consumed.labels(topic=message.topic).inc()
-    items = [_decoded(runtime, m, accepted) for m in messages]
+    ordered = in_offset_order(messages)
+    if any(a is not b for a, b in zip(ordered, messages, strict=True)):
+        first = messages[0]
+        runtime.log.warning("input_batch_reordered", topic=first.topic, batch_events=len(messages))
+    items = [_decoded(runtime, m, accepted) for m in ordered]
     if before is not None:
         before([(i.message, i.payload) for i in items if i.payload is not None])
     await _until_durable(runtime, items, effect, stage, ingress_from_header)

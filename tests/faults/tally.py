@@ -120,6 +120,12 @@ def order_violations(
             source, offset = (where[0], where[1]), where[2]
             if offset < last_offset.get(source, -1):
                 violations += 1
+                # Ids and positions only (the suite's data is synthetic, but keep the habit).
+                print(
+                    f"out of order: {r.topic}[{r.partition}]@{r.offset} {r.headers['ce_id']}"
+                    f" caused by {source[0]}[{source[1]}]@{offset}, after a cause at"
+                    f" @{last_offset[source]}"
+                )
             last_offset[source] = max(offset, last_offset.get(source, -1))
     return violations
 

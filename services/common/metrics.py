@@ -223,6 +223,12 @@ class ServiceMetrics:
             ["hub", "queue", "deadline"],
             registry=r,
         )
+        self.queue_items_awaiting_practitioners = Gauge(
+            "mash_queue_items_awaiting_practitioners",
+            "Open s47 queue items whose routing awaits police and children's social care.",
+            ["hub"],
+            registry=r,
+        )
         # Alerted-on series at 0 from the start, so their first increase is seen.
         for timeliness in ("on_time", "late"):
             self.encompass_notices_sent.labels(timeliness=timeliness)

@@ -77,7 +77,7 @@ def _update_of(received: Received) -> QueueUpdate:
 
 def _breaches_of(steps: Sequence[DecisionStep], due: Sequence[DueBreach]) -> list[list[DueBreach]]:
     """Each step's share of the breaches claimed for the batch: those of the items it
-    opened, in claim order (as one by one claimed them after that decision)."""
+    opened (or released), in claim order (as one by one claimed them after that decision)."""
     owner: dict[str, int] = {}
     for index, step in enumerate(steps):
         for item_id in step.opened_ids:
@@ -134,25 +134,30 @@ class Routing:
     async def _write(
         conn: Connection, writes: BatchWrites, now: datetime
     ) -> tuple[set[str], list[DueBreach]]:
-        """Write a batch's rows (eight statements at most); return the ids of the items
+        """Write a batch's rows (nine statements at most); return the ids of the items
         inserted and the breaches claimed.
 
-        A clock that had already run out when its item was routed (a late or replayed
+        The acknowledge-referrer clocks of the items opened or closed are met first by the
+        referrer's automatic acknowledgement where notifications has issued it (at its
+        time). A clock that had already run out when its item was routed (a late or replayed
         decision) is breached now, with the routing, not at the next scheduler scan: the
-        claim comes after the new items' clocks are in and before any closing meets a clock,
-        as in one by one (see :mod:`services.routing.decisions`).
+        claim comes after the new items' clocks are in and before any closing or release
+        meets a clock, as in one by one (see :mod:`services.routing.decisions`).
         """
         inserted = await store.insert_items(conn, writes.opened)
         await store.add_deadlines(
             conn,
             {i.queue_item_id: i.deadlines for i in writes.opened if i.queue_item_id in inserted},
         )
+        await store.meet_acknowledgements(
+            conn, [*sorted(inserted), *(c.item.queue_item_id for c in writes.closings)]
+        )
         due: list[DueBreach] = []
         if writes.breach_candidates:
             due = await store.claim_breaches(
                 conn, now, limit=None, queue_item_ids=writes.breach_candidates
             )
-        await store.save_statuses(conn, [c.item for c in writes.closings])
+        await store.save_statuses(conn, writes.saved)
         await store.meet_deadlines(conn, writes.met())
         await store.add_history(conn, writes.history)
         await store.record_decisions(conn, writes.decisions, now)
@@ -167,7 +172,9 @@ class Routing:
         now: datetime,
     ) -> None:
         """Set a decision's outcome (or refusal), audit it and emit its events in order:
-        closed items, opened items, the Routed event, breaches."""
+        closed items, opened (or released) items, the Routed event, breaches. A held
+        decision has no Routed event: it has not taken effect, so nobody outside the hub
+        hears of it; its release has."""
         decision = step.decision
         if step.verdict == "duplicate_decision":
             # The same decision under another event id (a replay): no second effect.
@@ -201,14 +208,23 @@ class Routing:
         for item in step.opened:
             if item.queue_item_id in inserted:
                 await self._announce_opened(received, item)
-        routed = routed_event(decision, plan, now)
-        await received.emit(
-            ROUTED, key=decision.contact_id, event_id=routed.routed_id, data=routed, time=now
-        )
+        for item in step.released:
+            await received.emit(
+                queue_topic(item.hub, item.queue),
+                key=item.subject_id,
+                event_id=status_event_id(item.queue_item_id, "released"),
+                data=item,
+                time=now,
+            )
+        if step.verdict != "held":
+            routed = routed_event(decision, plan, now)
+            await received.emit(
+                ROUTED, key=decision.contact_id, event_id=routed.routed_id, data=routed, time=now
+            )
         for claimed in breaches:
             await self._announce_breach(received, claimed, now)
         self.runtime.log.info(
-            "contact_routed",
+            "contact_held_for_confirmation" if step.verdict == "held" else "contact_routed",
             contact_id=decision.contact_id,
             decision_id=decision.decision_id,
             queue_item_ids=step.opened_ids,
@@ -216,7 +232,9 @@ class Routing:
             hub=plan.hub,
             queue=plan.queue,
         )
-        received.outcome = "routed"
+        received.outcome = {"held": "awaiting_practitioners", "released": "released"}.get(
+            step.verdict, "routed"
+        )
 
     async def _announce_opened(self, received: Received, item: QueueItem) -> None:
         await received.emit(
@@ -329,10 +347,13 @@ class Routing:
         )
 
     async def scan_breaches(self) -> int:
-        """Claim every clock run out by now and enqueue its breach; return how many."""
+        """Meet the acknowledge-referrer clocks of referrers acknowledged since routing,
+        then claim every clock run out by now and enqueue its breach; return how many."""
         now = self.clock()
         runtime = self.runtime
         total = 0
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await store.meet_acknowledgements(conn)
         while True:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 due = await store.claim_breaches(conn, now, limit=BREACH_BATCH)

@@ -5,6 +5,28 @@ clock's start event and duration (with overrides by RAG rating and by single-age
 target), and which clocks start for each queue. This module only does the arithmetic,
 using :class:`~services.common.calendar.WorkingCalendar`; the times are passed in, never
 read from a clock.
+
+What meets a clock besides the statuses of ``met_by`` (and closing, which meets them all):
+
+* ``acknowledge_referrer`` is met by what acknowledges the referrer: the acknowledgement
+  notifications issues automatically when the contact is recorded (or, if the routing
+  overtook the contact, just before the outcome). Routing reads it from the feedback
+  record and meets the clock *at the time it was issued* (``met_by``
+  :data:`REFERRER_ACKNOWLEDGED`): at routing time if it was already issued, or when the
+  scheduler finds it. Recording it met at routing time without looking would be unsound:
+  the acknowledgement goes out through another service, which can be down or behind, and
+  a referrer not told within the statutory day is exactly the breach this clock exists
+  to show. A practitioner's step on the item (``acknowledged`` and later) still meets it.
+* ``screening_decision`` runs only on an item awaiting practitioners (the s47
+  confirmation gate); it is met when the routing takes effect (``met_by``
+  :data:`RELEASED`) or an override moves the item.
+
+A no-further-action contact gets the automatic acknowledgement and its outcome like any
+other, but no clock here: it has no queue item (DOMAIN "Threshold levels": level 1 has no
+queue), so there is no hub work to hold a clock on, and a breach event names a queue item
+and its queue. Its acknowledgement is the same automatic one whose only way of being late
+is notifications being down or behind, which the consumer-lag and readiness alerts show
+for every contact at once; the feedback record keeps when each was issued.
 """
 
 from __future__ import annotations
@@ -32,6 +54,12 @@ RAGS: tuple[str, ...] = get_args(Rag)
 # Clocks this module computes by name, outside the per-queue lists.
 ICPC = "icpc"
 SCREENING_DECISION = "screening_decision"
+#: The clock met by the automatic acknowledgement to the referrer.
+ACKNOWLEDGE_REFERRER = "acknowledge_referrer"
+#: ``met_by`` of a clock met by that acknowledgement (at the time it was issued).
+REFERRER_ACKNOWLEDGED = "referrer_acknowledged"
+#: ``met_by`` of the screening decision clock of a held item whose routing took effect.
+RELEASED = "released"
 
 
 class DeadlineConfigError(ValueError):

@@ -36,6 +36,19 @@ Two differences are deliberate: the batch reads "now" once (one transaction, one
 where one by one read it for each decision — with a clock that does not move between the
 two reads (every test's file clock) the results are identical; and when several applied
 decisions supersede one, the audit names the first recorded (one by one named any).
+
+Held s47 decisions (the hub's confirmation gate, DOMAIN.md "Domestic-abuse joint
+screening"): a decision marked ``awaiting_practitioners`` is placed as any other (its items
+opened, an open case escalated) but its items are marked awaiting practitioners and run
+the screening decision clock; routing records it ``held`` and announces no routing (the
+referrer hears of an outcome only once it takes effect). The same decision without the
+mark — police and children's social care have confirmed it — is its **release**: the
+routing takes effect on the items the hold opened (the mark cleared, the screening decision
+clock met, now), the Routed event goes out, and the record says ``routed``. Its other
+clocks ran from the start, as they would without the gate (from receipt and from the
+automated decision, which the release does not change). A release is one more change of
+the view, like a closing, so the argument above holds for it too: its items' run-out
+clocks are claimed with the batch's, before any clock is marked met.
 """
 
 from __future__ import annotations
@@ -48,16 +61,35 @@ from typing import Literal
 from schemas.events import Decision, QueueItem, Routed
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
-from services.routing.deadlines import DeadlineConfig
-from services.routing.queues import Closure, ClosureKind, OpenItem, RoutingPlan, plan_routing
+from services.routing.deadlines import RELEASED, SCREENING_DECISION, DeadlineConfig
+from services.routing.queues import (
+    Closure,
+    ClosureKind,
+    OpenItem,
+    Placement,
+    RoutingPlan,
+    plan_routing,
+    queue_item_id,
+    routing_plan,
+)
 from services.routing.rows import HistoryEntry, MetClocks, as_stored
 
 #: Who routing's own changes are recorded as in an item's history.
 ROUTING_ACTOR = "routing"
 
-Verdict = Literal["routed", "superseded", "duplicate_decision", "unknown_hub"]
-"""What routing does with a decision: route it, set it aside (an override of it was
-applied), skip it (already applied under another event id), or refuse it (unknown hub)."""
+Verdict = Literal["routed", "held", "released", "superseded", "duplicate_decision", "unknown_hub"]
+"""What routing does with a decision: route it, place it awaiting practitioners (held by the
+s47 confirmation gate), let a held one take effect (released), set it aside (an override of
+it was applied), skip it (already applied under another event id), or refuse it (unknown
+hub)."""
+
+#: What routing_decisions records for each verdict that records anything.
+EFFECTS: dict[str, str] = {
+    "routed": "routed",
+    "superseded": "superseded",
+    "held": "held",
+    "released": "routed",
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,8 @@ class RecordState:
     items: Sequence[QueueItem]
     """The items of the batch's children that are not closed, and any item (closed too)
     with the id a decision of the batch would give the item it opens."""
+    held: frozenset[str] = frozenset()
+    """The batch's decision ids routing holds awaiting practitioners (recorded ``held``)."""
 
 
 @dataclass(frozen=True)
@@ -96,17 +130,26 @@ class DecisionStep:
     """Items this decision closes, in the order it closes them."""
     opened: list[QueueItem] = field(default_factory=list)
     """Items this decision adds to the record, in child order."""
+    released: list[QueueItem] = field(default_factory=list)
+    """For ``released``: the held items the routing now takes effect on, as they become."""
+    released_at: datetime | None = None
+    """For ``released``: when the routing took effect (meets the screening decision clock)."""
     history: list[HistoryEntry] = field(default_factory=list)
 
     @property
     def effect(self) -> str | None:
         """What routing_decisions records for it (None: nothing is recorded)."""
-        return self.verdict if self.verdict in ("routed", "superseded") else None
+        return EFFECTS.get(self.verdict)
 
     @property
     def opened_ids(self) -> list[str]:
-        """Ids of the items the plan opens (those whose run-out clocks breach now)."""
-        return [] if self.plan is None else [i.queue_item_id for i in self.plan.opened]
+        """Ids of the items whose run-out clocks breach now: those the plan opens, and the
+        held items a release takes effect on."""
+        if self.plan is None:
+            return []
+        return [i.queue_item_id for i in self.plan.opened] + [
+            i.queue_item_id for i in self.released
+        ]
 
 
 def open_item_of(item: QueueItem) -> OpenItem:
@@ -122,6 +165,7 @@ def open_item_of(item: QueueItem) -> OpenItem:
         rag=item.rag,
         open_case_update=item.open_case_update,
         routed_at=item.routed_at,
+        awaiting_practitioners=item.awaiting_practitioners,
     )
 
 
@@ -131,6 +175,7 @@ class RecordView:
     def __init__(self, state: RecordState) -> None:
         self.applied: set[str] = set(state.applied)
         self.superseded_by: dict[str, str] = dict(state.superseded_by)
+        self.held: set[str] = set(state.held)
         self.items: dict[str, QueueItem] = {}
         self.by_child: dict[str, list[str]] = {}
         for item in state.items:
@@ -164,6 +209,12 @@ class RecordView:
     ) -> DecisionStep:
         """Plan ``decision`` against the view, then apply its changes to the view."""
         if decision.decision_id in self.applied:
+            if (
+                decision.decision_id in self.held
+                and not decision.awaiting_practitioners
+                and decision.decision_id not in self.superseded_by
+            ):
+                return self._release(decision, now)
             return DecisionStep(decision, "duplicate_decision")
         newer = self.superseded_by.get(decision.decision_id)
         if newer is not None:
@@ -173,7 +224,8 @@ class RecordView:
             return DecisionStep(decision, "unknown_hub")
         children = [s.subject_id for s in decision.subjects]
         plan = plan_routing(decision, self.open_items(children), now, config, calendar)
-        step = DecisionStep(decision, "routed", plan=plan)
+        held = decision.awaiting_practitioners
+        step = DecisionStep(decision, "held" if held else "routed", plan=plan)
         for closure in plan.closures:
             self._close(step, closure, now)
         for item in plan.opened:
@@ -192,13 +244,53 @@ class RecordView:
                         detail={"decision_id": decision.decision_id, "source": decision.source},
                     )
                 )
-        self._record(decision)
+        self._record(decision, held=held)
         return step
 
-    def _record(self, decision: Decision) -> None:
+    def _record(self, decision: Decision, *, held: bool = False) -> None:
         self.applied.add(decision.decision_id)
+        if held:
+            self.held.add(decision.decision_id)
         if decision.supersedes_decision_id is not None:
             self.superseded_by.setdefault(decision.supersedes_decision_id, decision.decision_id)
+
+    def _release(self, decision: Decision, now: datetime) -> DecisionStep:
+        """The held ``decision`` takes effect: on each child's held item (still open) the
+        mark is cleared; the children are where the hold put them."""
+        self.held.discard(decision.decision_id)
+        step = DecisionStep(decision, "released", released_at=now)
+        placements: list[Placement] = []
+        for subject in decision.subjects:
+            item = self.items.get(queue_item_id(decision.decision_id, subject.subject_id))
+            if item is None or item.status == "closed":
+                # Moved by an override since (then no release comes): nothing to take effect.
+                placements.append(Placement(subject.subject_id, "none"))
+                continue
+            if item.awaiting_practitioners:
+                released = item.model_copy(update={"awaiting_practitioners": False})
+                self._put(released)
+                step.released.append(released)
+                step.history.append(
+                    HistoryEntry(
+                        queue_item_id=item.queue_item_id,
+                        action="released",
+                        cause=decision.decision_id,
+                        from_status=item.status,
+                        to_status=item.status,
+                        at=now,
+                        actor=ROUTING_ACTOR,
+                        detail={"decision_id": decision.decision_id, "source": decision.source},
+                    )
+                )
+            placements.append(
+                Placement(
+                    subject.subject_id,
+                    "released",
+                    kept=open_item_of(self.items[item.queue_item_id]),
+                )
+            )
+        step.plan = routing_plan(decision, tuple(placements))
+        return step
 
     def _close(self, step: DecisionStep, closure: Closure, now: datetime) -> None:
         """Close an item the decision moves (override) or escalates (open case to s47)."""
@@ -278,27 +370,59 @@ class BatchWrites:
     history: list[HistoryEntry]
     """In the order one by one recorded them (the store keeps the first of an id)."""
     decisions: list[tuple[Decision, str]]
-    """(decision, effect) for routing_decisions."""
+    """(decision, effect) for routing_decisions: one per decision, the last (a hold and its
+    release in one batch record ``routed``, as the release's update would leave it)."""
     breach_candidates: list[str]
-    """Ids of the items opened by the batch, whose run-out clocks breach with it."""
+    """Ids of the items opened (or released) by the batch, whose run-out clocks breach
+    with it."""
+    releases: list[tuple[QueueItem, datetime]] = field(default_factory=list)
+    """Held items the batch released, as released, and when."""
+
+    @property
+    def saved(self) -> list[QueueItem]:
+        """Each existing item the batch changed (released or closed), in its last state."""
+        last: dict[str, QueueItem] = {}
+        for item in [*(i for i, _ in self.releases), *(c.item for c in self.closings)]:
+            last[item.queue_item_id] = item
+        return list(last.values())
 
     def met(self) -> list[MetClocks]:
-        """The clocks the closings stop: every clock of each item, at its closing (one
-        already run out stays a breach: met late)."""
-        return [
-            MetClocks(c.item.queue_item_id, list(c.item.deadlines), c.at, c.kind)
-            for c in self.closings
+        """The clocks the batch stops, each once, at its first meeting: a released item's
+        screening decision clock when its routing took effect, and every clock of a closed
+        item at its closing (one already run out stays a breach: met late)."""
+        found: list[MetClocks] = []
+        seen: set[tuple[str, str]] = set()
+        meetings = [
+            *(
+                (i.queue_item_id, [SCREENING_DECISION], at, RELEASED)
+                for i, at in self.releases
+                if SCREENING_DECISION in i.deadlines
+            ),
+            *((c.item.queue_item_id, list(c.item.deadlines), c.at, c.kind) for c in self.closings),
         ]
+        for item_id, names, at, met_by in meetings:
+            new = [n for n in names if (item_id, n) not in seen]
+            seen.update((item_id, n) for n in new)
+            found.append(MetClocks(item_id, new, at, met_by))
+        return found
 
 
 def batch_writes(steps: Sequence[DecisionStep]) -> BatchWrites:
     """What ``steps`` write, for a fixed number of statements."""
+    decisions: dict[str, tuple[Decision, str]] = {}
+    for step in steps:
+        if step.effect is not None:
+            decisions.pop(step.decision.decision_id, None)
+            decisions[step.decision.decision_id] = (step.decision, step.effect)
     return BatchWrites(
         opened=[i for s in steps for i in s.opened],
         closings=[c for s in steps for c in s.closings],
         history=[h for s in steps for h in s.history],
-        decisions=[(s.decision, s.effect) for s in steps if s.effect is not None],
+        decisions=list(decisions.values()),
         breach_candidates=list(dict.fromkeys(i for s in steps for i in s.opened_ids)),
+        releases=[
+            (i, s.released_at) for s in steps if s.released_at is not None for i in s.released
+        ],
     )
 
 

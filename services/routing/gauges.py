@@ -1,5 +1,6 @@
-"""Gauges counted from the system of record: open queue items by hub, queue and RAG, and
-statutory clocks due within the hour or already overdue.
+"""Gauges counted from the system of record: open queue items by hub, queue and RAG,
+statutory clocks due within the hour or already overdue, and the items whose s47 routing
+awaits practitioners (the hub's confirmation gate: never invisible work).
 
 They are counts of rows, not of events, so they stay right across restarts, replays and
 several routing workers. Routing, which owns the queues, refreshes them every
@@ -33,6 +34,14 @@ WHERE status <> 'closed'
 GROUP BY hub, queue, rag
 """
 
+#: Open items held by the s47 confirmation gate, by hub.
+AWAITING_PRACTITIONERS_SQL = """
+SELECT hub, count(*) AS n
+FROM queue_items
+WHERE awaiting_practitioners AND status <> 'closed'
+GROUP BY hub
+"""
+
 #: Unmet clocks of open items: due within the window, or already past due (overdue). Every
 #: (hub, queue, deadline) with a running clock gets a row, zeros included.
 CLOCKS_SQL = """
@@ -64,12 +73,14 @@ class RecordGauges:
         self._replace(
             metrics.queue_open_items, {(hub, queue): 0 for hub in self.hubs for queue in QUEUES}
         )
+        self._replace(metrics.queue_items_awaiting_practitioners, {(hub,): 0 for hub in self.hubs})
 
     async def refresh(self, conn: Connection, now: datetime) -> int:
         """One round: count and set every gauge (series that emptied go back to 0); return
         the number of open items."""
         items = await conn.fetch(OPEN_ITEMS_BY_RAG_SQL)
         clocks = await conn.fetch(CLOCKS_SQL, now, now + DUE_SOON)
+        held = await conn.fetch(AWAITING_PRACTITIONERS_SQL)
         by_queue: dict[tuple[str, ...], int] = {}
         for r in items:
             by_queue[(r["hub"], r["queue"])] = by_queue.get((r["hub"], r["queue"]), 0) + r["n"]
@@ -85,6 +96,9 @@ class RecordGauges:
         self._replace(
             self.metrics.deadlines_overdue,
             {(r["hub"], r["queue"], r["deadline"]): r["overdue"] for r in clocks},
+        )
+        self._replace(
+            self.metrics.queue_items_awaiting_practitioners, {(r["hub"],): r["n"] for r in held}
         )
         return sum(by_queue.values())
 

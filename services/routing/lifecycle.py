@@ -2,7 +2,13 @@
 
 The hub's case-work system reports each step; this module says whether the step is
 allowed from where the item is, which statutory clocks it meets, and which clock it
-starts (the ICPC clock, from the time the strategy discussion was held).
+starts (the ICPC clock, from the time the strategy discussion was held; ``icpc_held``
+meets it).
+
+An item whose s47 routing awaits practitioners (the hub's confirmation gate) is on the
+queue so the hold is seen and its clock runs, but the s47 work has not been decided yet:
+until police and children's social care confirm it (or a practitioner overrides it, which
+moves the item) the hub can only acknowledge it.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from services.common.calendar import WorkingCalendar
 from services.routing.deadlines import ICPC, DeadlineConfig, clocks_met_by, icpc_deadline
 
 _NOT_CLOSED = frozenset(
-    {"open", "acknowledged", "strategy_discussion_held", "assessment_completed"}
+    {"open", "acknowledged", "strategy_discussion_held", "assessment_completed", "icpc_held"}
 )
 
 #: queue -> new status -> the statuses it may follow. A step not listed is refused.
-#: s47 follows Working Together: strategy discussion, then the s47 enquiry (assessment);
-#: a single-agency item is worked by another agency, so it has no assessment here.
+#: s47 follows Working Together: strategy discussion, then the s47 enquiry (assessment),
+#: then the initial child protection conference (ICPC) where the discussion decided on s47
+#: enquiries (see :data:`ICPC_OUTCOMES`); a single-agency item is worked by another agency,
+#: so it has no assessment here.
 TRANSITIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
     "single-agency": {
         "acknowledged": frozenset({"open"}),
@@ -37,9 +45,13 @@ TRANSITIONS: Mapping[str, Mapping[str, frozenset[str]]] = {
         "acknowledged": frozenset({"open"}),
         "strategy_discussion_held": frozenset({"open", "acknowledged"}),
         "assessment_completed": frozenset({"strategy_discussion_held"}),
+        "icpc_held": frozenset({"strategy_discussion_held", "assessment_completed"}),
         "closed": _NOT_CLOSED,
     },
 }
+
+#: What a practitioner may do with an item awaiting practitioners' confirmation.
+WHILE_AWAITING_PRACTITIONERS = frozenset({"acknowledged"})
 
 #: Strategy outcomes after which an initial child protection conference may follow.
 ICPC_OUTCOMES = frozenset({"s47_single_agency", "s47_joint"})
@@ -73,6 +85,15 @@ def apply_update(
         raise InvalidTransition(f"an item on the {item.queue} queue cannot become {update.status}")
     if item.status not in allowed:
         raise InvalidTransition(f"{item.status} item cannot become {update.status}")
+    if item.awaiting_practitioners and update.status not in WHILE_AWAITING_PRACTITIONERS:
+        raise InvalidTransition(
+            f"item awaits confirmation by police and children's social care; it cannot become "
+            f"{update.status} until they confirm it or a practitioner overrides the decision"
+        )
+    if update.status == "icpc_held" and item.strategy_outcome not in ICPC_OUTCOMES:
+        raise InvalidTransition(
+            f"no ICPC follows strategy outcome {item.strategy_outcome}; it cannot become icpc_held"
+        )
     started: dict[str, datetime] = {}
     if update.status == "strategy_discussion_held" and update.strategy_outcome in ICPC_OUTCOMES:
         started[ICPC] = icpc_deadline(update.at, calendar, config)

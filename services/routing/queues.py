@@ -7,6 +7,13 @@ the new level is 4 and the open case is not on s47, which escalates the case to 
 later decision about the same contact (a practitioner override) moves the child's item:
 the old one is closed, the new one opened, and both stay on record; a decision that
 leaves the placement as it was keeps the item (and its running clocks).
+
+DOMAIN.md, "Domestic-abuse joint screening": an automated s47 decision held by the hub's
+confirmation gate (``Decision.awaiting_practitioners``) is placed exactly as it would be
+without the gate — so the hold is on the hub's queue, never invisible — but its items are
+marked awaiting practitioners and also run the screening decision clock. When police and
+children's social care have confirmed it, the same decision comes again without the mark
+and the routing takes effect on those items (:mod:`services.routing.decisions`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ QUEUE_FOR_OUTCOME: dict[str, str | None] = {
 #: When a child has several open items, the case is held by the most serious queue.
 QUEUE_SEVERITY: dict[str, int] = {"s47": 3, "initial-assessment": 2, "single-agency": 1}
 
-PlacementKind = Literal["new", "open_case_update", "escalation", "unchanged", "none"]
+PlacementKind = Literal["new", "open_case_update", "escalation", "unchanged", "released", "none"]
 ClosureKind = Literal["moved", "escalated"]
 
 
@@ -51,6 +58,7 @@ class OpenItem:
     rag: str
     open_case_update: bool
     routed_at: datetime
+    awaiting_practitioners: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,7 @@ def _place_child(
         # The decision says the contact has an open case, but routing holds none for any
         # child (the case is held elsewhere or closed since): keep the flag visible.
         kind, hub, queue, update = "new", decision.hub, target, flagged_only
+    held = decision.awaiting_practitioners
     item = QueueItem(
         queue_item_id=new_id,
         contact_id=decision.contact_id,
@@ -180,12 +189,14 @@ def _place_child(
             decision.decided_at,
             calendar(hub),
             config,
+            awaiting_practitioners=held,
             # Only an update to a case routing holds joins clocks that already run.
             open_case_update=kind == "open_case_update",
         ),
         open_case_update=update,
         status="open",
         routed_at=routed_at,
+        awaiting_practitioners=held,
     )
     if len(earlier) == 1 and _same_place(earlier[0], item):
         # A confirmation (or an override that changes nothing here): the item and its
@@ -224,6 +235,11 @@ def plan_routing(
         )
         for s in decision.subjects
     )
+    return routing_plan(decision, placements)
+
+
+def routing_plan(decision: Decision, placements: tuple[Placement, ...]) -> RoutingPlan:
+    """The plan of ``placements``, naming the hub and queue mash.routed.v1 announces."""
     current = [c for p in placements if (c := p.current) is not None]
     hubs = {hub for _, hub, _ in current}
     queues = {queue for _, _, queue in current}

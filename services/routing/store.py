@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from schemas.events import Decision, QueueItem
+from services.routing.deadlines import REFERRER_ACKNOWLEDGED
 from services.routing.decisions import RecordState
 from services.routing.queues import queue_item_id
 from services.routing.rows import ClockRow, DueBreach, HistoryEntry, MetClocks, breach_id
@@ -50,6 +51,7 @@ def item_from_row(row: asyncpg.Record) -> QueueItem:
             "strategy_outcome": row["strategy_outcome"],
             "closure_reason": row["closure_reason"],
             "replaced_by": row["replaced_by"],
+            "awaiting_practitioners": row["awaiting_practitioners"],
         }
     )
 
@@ -65,7 +67,7 @@ async def load_record(conn: Connection, decisions: Sequence[Decision]) -> Record
     both moving it. Both batches lock items in id order, so they never wait for each other
     in a circle.
     """
-    applied, superseded_by = await _decisions_seen(conn, [d.decision_id for d in decisions])
+    applied, superseded_by, held = await _decisions_seen(conn, [d.decision_id for d in decisions])
     children = sorted({s.subject_id for d in decisions for s in d.subjects})
     would_open = sorted(
         {queue_item_id(d.decision_id, s.subject_id) for d in decisions for s in d.subjects}
@@ -81,38 +83,48 @@ async def load_record(conn: Connection, decisions: Sequence[Decision]) -> Record
         children,
         would_open,
     )
-    return RecordState(applied, superseded_by, [item_from_row(r) for r in rows])
+    return RecordState(applied, superseded_by, [item_from_row(r) for r in rows], held)
 
 
 async def _decisions_seen(
     conn: Connection, decision_ids: Sequence[str]
-) -> tuple[frozenset[str], dict[str, str]]:
-    """Which of ``decision_ids`` routing has applied or set aside, and which applied decision
-    supersedes each (the earliest recorded, when several do)."""
+) -> tuple[frozenset[str], dict[str, str], frozenset[str]]:
+    """Which of ``decision_ids`` routing has applied, held or set aside; which applied
+    decision supersedes each (the earliest recorded, when several do); and which it holds
+    awaiting practitioners."""
     wanted = set(decision_ids)
     rows = await conn.fetch(
         """
-        SELECT decision_id, supersedes_decision_id FROM routing_decisions
+        SELECT decision_id, supersedes_decision_id, effect FROM routing_decisions
         WHERE decision_id = ANY($1::text[]) OR supersedes_decision_id = ANY($1::text[])
         ORDER BY routed_at, decision_id
         """,
         sorted(wanted),
     )
     applied = frozenset(r["decision_id"] for r in rows if r["decision_id"] in wanted)
+    held = frozenset(
+        r["decision_id"] for r in rows if r["decision_id"] in wanted and r["effect"] == "held"
+    )
     superseded_by: dict[str, str] = {}
     for r in rows:
         if r["supersedes_decision_id"] in wanted:
             superseded_by.setdefault(r["supersedes_decision_id"], r["decision_id"])
-    return applied, superseded_by
+    return applied, superseded_by, held
 
 
 async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> LifecycleState:
     """The items a batch of queue updates names and their clocks, locked until the
-    transaction ends (two statements, whatever the batch's size)."""
+    transaction ends, with when each item's referrer was acknowledged (two statements,
+    whatever the batch's size)."""
     ids = sorted(set(queue_item_ids))
     items = await conn.fetch(
-        "SELECT * FROM queue_items WHERE queue_item_id = ANY($1::text[])"
-        " ORDER BY queue_item_id FOR UPDATE",
+        """
+        SELECT q.*, f.issued_at AS referrer_acknowledged_at
+        FROM queue_items q
+        LEFT JOIN feedback f ON f.contact_id = q.contact_id AND f.kind = 'acknowledgement'
+        WHERE q.queue_item_id = ANY($1::text[])
+        ORDER BY q.queue_item_id FOR UPDATE OF q
+        """,
         ids,
     )
     clocks = await conn.fetch(
@@ -124,7 +136,15 @@ async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> Lif
         """,
         ids,
     )
-    return LifecycleState([item_from_row(r) for r in items], [ClockRow(**dict(r)) for r in clocks])
+    return LifecycleState(
+        [item_from_row(r) for r in items],
+        [ClockRow(**dict(r)) for r in clocks],
+        acknowledged={
+            r["queue_item_id"]: r["referrer_acknowledged_at"]
+            for r in items
+            if r.get("referrer_acknowledged_at") is not None
+        },
+    )
 
 
 # --- what routing writes -----------------------------------------------------------------
@@ -133,7 +153,9 @@ async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> Lif
 async def record_decisions(
     conn: Connection, decisions: Sequence[tuple[Decision, str]], routed_at: datetime
 ) -> None:
-    """Remember that each decision was applied (``routed``) or set aside (``superseded``)."""
+    """Remember that each decision was applied (``routed``), held awaiting practitioners
+    (``held``) or set aside (``superseded``); a held decision released becomes ``routed``
+    (each decision once per batch)."""
     if not decisions:
         return
     await conn.execute(
@@ -143,7 +165,9 @@ async def record_decisions(
         SELECT d, c, s, o, sup, e, $7
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
             AS v(d, c, s, o, sup, e)
-        ON CONFLICT (decision_id) DO NOTHING
+        ON CONFLICT (decision_id) DO UPDATE
+            SET effect = EXCLUDED.effect, routed_at = EXCLUDED.routed_at
+            WHERE routing_decisions.effect = 'held' AND EXCLUDED.effect = 'routed'
         """,
         [d.decision_id for d, _ in decisions],
         [d.contact_id for d, _ in decisions],
@@ -162,12 +186,13 @@ async def insert_items(conn: Connection, items: Sequence[QueueItem]) -> set[str]
     rows = await conn.fetch(
         """
         INSERT INTO queue_items (queue_item_id, contact_id, decision_id, subject_id, hub, queue,
-            outcome, rag, target_agency, status, deadlines, open_case_update, routed_at)
-        SELECT i, c, d, s, h, q, o, r, t, st, dl::jsonb, u, at
+            outcome, rag, target_agency, status, deadlines, open_case_update, routed_at,
+            awaiting_practitioners)
+        SELECT i, c, d, s, h, q, o, r, t, st, dl::jsonb, u, at, w
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
-                    $13::timestamptz[])
-            WITH ORDINALITY AS v(i, c, d, s, h, q, o, r, t, st, dl, u, at, n)
+                    $13::timestamptz[], $14::bool[])
+            WITH ORDINALITY AS v(i, c, d, s, h, q, o, r, t, st, dl, u, at, w, n)
         ORDER BY n
         ON CONFLICT (queue_item_id) DO NOTHING
         RETURNING queue_item_id
@@ -185,12 +210,14 @@ async def insert_items(conn: Connection, items: Sequence[QueueItem]) -> set[str]
         [_deadlines_json(i.deadlines) for i in items],
         [i.open_case_update for i in items],
         [i.routed_at for i in items],
+        [i.awaiting_practitioners for i in items],
     )
     return {r["queue_item_id"] for r in rows}
 
 
 async def save_statuses(conn: Connection, items: Sequence[QueueItem]) -> None:
-    """Store items' new status, codes, deadlines and replacement (each item once)."""
+    """Store items' new status, codes, deadlines, replacement and whether they still await
+    practitioners (each item once)."""
     if not items:
         return
     await conn.execute(
@@ -198,11 +225,12 @@ async def save_statuses(conn: Connection, items: Sequence[QueueItem]) -> None:
         UPDATE queue_items q
         SET status = v.status, status_at = v.status_at, strategy_outcome = v.strategy_outcome,
             closure_reason = v.closure_reason, replaced_by = v.replaced_by,
-            deadlines = v.deadlines::jsonb, updated_at = now()
+            deadlines = v.deadlines::jsonb, awaiting_practitioners = v.awaiting,
+            updated_at = now()
         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                    $6::text[], $7::text[])
+                    $6::text[], $7::text[], $8::bool[])
             AS v(queue_item_id, status, status_at, strategy_outcome, closure_reason,
-                 replaced_by, deadlines)
+                 replaced_by, deadlines, awaiting)
         WHERE q.queue_item_id = v.queue_item_id
         """,
         [i.queue_item_id for i in items],
@@ -212,6 +240,7 @@ async def save_statuses(conn: Connection, items: Sequence[QueueItem]) -> None:
         [i.closure_reason for i in items],
         [i.replaced_by for i in items],
         [_deadlines_json(i.deadlines) for i in items],
+        [i.awaiting_practitioners for i in items],
     )
 
 
@@ -284,6 +313,39 @@ async def meet_deadlines(conn: Connection, met: Sequence[MetClocks]) -> None:
         [name for _, name in rows],
         [m.at for m, _ in rows],
         [m.met_by for m, _ in rows],
+    )
+
+
+async def meet_acknowledgements(
+    conn: Connection, queue_item_ids: Sequence[str] | None = None
+) -> None:
+    """Meet the acknowledge-referrer clocks still unmet (of ``queue_item_ids``, or all) whose
+    referrer notifications has acknowledged, at the time the acknowledgement was issued
+    (one statement). Clocks another transaction holds are skipped: that routing batch
+    judges them itself (:func:`load_lifecycle` reads the acknowledgement too), or the next
+    scan meets them."""
+    if queue_item_ids is not None and not queue_item_ids:
+        return
+    # deadlines.ACKNOWLEDGE_REFERRER, written as a literal so that the partial index
+    # queue_item_deadlines_unacknowledged (migration 0008) serves the statement.
+    await conn.execute(
+        """
+        WITH acknowledged AS (
+            SELECT d.queue_item_id, d.deadline, f.issued_at
+            FROM queue_item_deadlines d
+            JOIN queue_items i USING (queue_item_id)
+            JOIN feedback f ON f.contact_id = i.contact_id AND f.kind = 'acknowledgement'
+            WHERE d.deadline = 'acknowledge_referrer' AND d.met_at IS NULL
+              AND ($1::text[] IS NULL OR d.queue_item_id = ANY($1::text[]))
+            ORDER BY d.queue_item_id
+            FOR UPDATE OF d SKIP LOCKED
+        )
+        UPDATE queue_item_deadlines d SET met_at = a.issued_at, met_by = $2
+        FROM acknowledged a
+        WHERE d.queue_item_id = a.queue_item_id AND d.deadline = a.deadline
+        """,
+        None if queue_item_ids is None else list(queue_item_ids),
+        REFERRER_ACKNOWLEDGED,
     )
 
 

@@ -25,18 +25,22 @@ Why a batch gives the same result as its updates one by one (one transaction eac
 - The batch reads "now" once (one transaction, one instant), where one by one read it for
   each update; and it waits for a clock another worker's scan holds where one by one's
   claim skipped it — that scan breaches it, so either way the clock breaches once.
+- The referrer's automatic acknowledgement meets an item's acknowledge-referrer clock (at
+  the time it was issued, see :mod:`services.routing.deadlines`) in the first valid step on
+  the item, before that step's own meetings and claim: one by one, that step would have
+  met it the same way, and the later ones read it met.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from schemas.events import QueueItem
 from schemas.inbound import QueueUpdate
 from services.common.calendar import WorkingCalendar
-from services.routing.deadlines import DeadlineConfig
+from services.routing.deadlines import ACKNOWLEDGE_REFERRER, REFERRER_ACKNOWLEDGED, DeadlineConfig
 from services.routing.lifecycle import InvalidTransition, Transition, apply_update
 from services.routing.rows import (
     ClockRow,
@@ -56,6 +60,8 @@ class LifecycleState:
     """The items the batch's updates name (those that exist)."""
     clocks: Sequence[ClockRow]
     """Every clock of those items."""
+    acknowledged: Mapping[str, datetime] = field(default_factory=dict)
+    """Item id -> when notifications acknowledged the item's referrer (if it has)."""
 
 
 @dataclass
@@ -69,6 +75,8 @@ class UpdateStep:
     invalid: str | None = None
     """Refused: why the item's queue and status do not allow this step."""
     transition: Transition | None = None
+    acknowledged: MetClocks | None = None
+    """The acknowledge-referrer clock the referrer's acknowledgement met, found by this step."""
     met: MetClocks | None = None
     """The clocks this step met (those not met before)."""
     history: HistoryEntry | None = None
@@ -81,6 +89,7 @@ class LifecycleView:
 
     def __init__(self, state: LifecycleState) -> None:
         self.items: dict[str, QueueItem] = {i.queue_item_id: i for i in state.items}
+        self.acknowledged: dict[str, datetime] = dict(state.acknowledged)
         self.clocks: dict[str, dict[str, ClockRow]] = {}
         for clock in state.clocks:
             self.clocks.setdefault(clock.queue_item_id, {})[clock.deadline] = clock
@@ -103,6 +112,7 @@ class LifecycleView:
             return UpdateStep(event_id, update, invalid=str(exc))
         self.items[item.queue_item_id] = as_stored(transition.item)
         clocks = self.clocks.setdefault(item.queue_item_id, {})
+        acknowledged = self._acknowledge(item.queue_item_id, clocks)
         met = sorted(n for n in transition.met if n in clocks and clocks[n].met_at is None)
         for name in met:
             clocks[name] = replace(clocks[name], met_at=update.at, met_by=update.status)
@@ -114,6 +124,7 @@ class LifecycleView:
             event_id,
             update,
             transition=transition,
+            acknowledged=acknowledged,
             met=MetClocks(item.queue_item_id, met, update.at, update.status),
             history=HistoryEntry(
                 queue_item_id=item.queue_item_id,
@@ -133,6 +144,16 @@ class LifecycleView:
             ),
             breaches=self._claim(item, clocks, now),
         )
+
+    def _acknowledge(self, item_id: str, clocks: dict[str, ClockRow]) -> MetClocks | None:
+        """Meet the item's acknowledge-referrer clock, if still unmet, by the referrer's
+        acknowledgement (at the time it was issued); None when there is nothing to meet."""
+        at = self.acknowledged.get(item_id)
+        clock = clocks.get(ACKNOWLEDGE_REFERRER)
+        if at is None or clock is None or clock.met_at is not None:
+            return None
+        clocks[ACKNOWLEDGE_REFERRER] = replace(clock, met_at=at, met_by=REFERRER_ACKNOWLEDGED)
+        return MetClocks(item_id, [ACKNOWLEDGE_REFERRER], at, REFERRER_ACKNOWLEDGED)
 
     @staticmethod
     def _claim(item: QueueItem, clocks: dict[str, ClockRow], now: datetime) -> list[DueBreach]:
@@ -193,7 +214,7 @@ def update_writes(steps: Sequence[UpdateStep]) -> UpdateWrites:
     return UpdateWrites(
         items=list(items.values()),
         started={i: clocks for i, clocks in started.items() if clocks},
-        met=[s.met for s in steps if s.met is not None and s.met.names],
+        met=[m for s in steps for m in (s.acknowledged, s.met) if m is not None and m.names],
         breaches=[b for s in steps for b in s.breaches],
         history=[s.history for s in steps if s.history is not None],
     )

@@ -223,6 +223,7 @@ def test_clocks_are_met_by_the_steps_the_table_names() -> None:
         "strategy_discussion",
     }
     assert clocks_met_by("assessment_completed", CONFIG) == {"acknowledge_referrer", "assessment"}
+    assert clocks_met_by("icpc_held", CONFIG) == {"icpc"}
     assert clocks_met_by("closed", CONFIG) == set(CONFIG.clocks)
 
 

@@ -65,7 +65,8 @@ class Record:
     items: dict[str, QueueItem] = field(default_factory=dict)
     history: dict[str, HistoryEntry] = field(default_factory=dict)
     decisions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
-    """decision id -> (supersedes, effect), in the order recorded."""
+    """decision id -> (supersedes, effect), in the order recorded (a held decision released
+    becomes ``routed``, as the store's upsert does)."""
 
     def state(self, decisions: Sequence[Decision]) -> RecordState:
         ids = {d.decision_id for d in decisions}
@@ -86,18 +87,23 @@ class Record:
             applied=frozenset(ids & set(self.decisions)),
             superseded_by=superseded_by,
             items=sorted(items, key=lambda i: (i.routed_at, i.queue_item_id)),
+            held=frozenset(i for i in ids if self.decisions.get(i, (None, ""))[1] == "held"),
         )
 
     def write(self, steps: Sequence[DecisionStep]) -> None:
         writes = batch_writes(steps)
         for item in writes.opened:
             self.items.setdefault(item.queue_item_id, as_stored(item))
-        for closing in writes.closings:
-            self.items[closing.item.queue_item_id] = closing.item
+        for item in writes.saved:
+            self.items[item.queue_item_id] = item
         for entry in writes.history:
             self.history.setdefault(entry.history_id, entry)
         for d, effect in writes.decisions:
-            self.decisions.setdefault(d.decision_id, (d.supersedes_decision_id, effect))
+            recorded = self.decisions.get(d.decision_id)
+            if recorded is None:
+                self.decisions[d.decision_id] = (d.supersedes_decision_id, effect)
+            elif recorded[1] == "held" and effect == "routed":
+                self.decisions[d.decision_id] = (recorded[0], effect)
 
 
 def plan(record: Record, decisions: Sequence[Decision]) -> list[DecisionStep]:
@@ -185,6 +191,87 @@ def test_a_repeat_is_a_duplicate_and_an_unknown_hub_changes_nothing() -> None:
     assert batch_writes(steps).decisions == [(d, "routed")]
 
 
+# --- the s47 confirmation gate --------------------------------------------------------------
+
+
+def held(decision_id: str, contact_id: str, subjects: Sequence[str], **kw: Any) -> Decision:
+    """An automated s47 held by the hub's confirmation gate."""
+    return decision(decision_id, contact_id, subjects, awaiting_practitioners=True, **kw)
+
+
+def released(decision: Decision) -> Decision:
+    """The same decision once police and children's social care have confirmed it."""
+    return decision.model_copy(update={"awaiting_practitioners": False})
+
+
+def test_a_held_s47_is_on_the_hubs_queue_awaiting_practitioners_with_its_clock() -> None:
+    d = held("D1", "C1", ["X"])
+    (step,) = assert_same_as_one_by_one([d])
+    assert step.verdict == "held"
+    (item,) = step.opened
+    assert (item.queue, item.status, item.awaiting_practitioners) == ("s47", "open", True)
+    # Red: 4 clock hours from receipt (Tue 12 Mar 2024 23:05:10Z); the s47 clocks run too,
+    # from receipt and from the automated decision, as they would without the gate.
+    assert item.deadlines == {
+        "screening_decision": datetime(2024, 3, 13, 3, 5, 10, tzinfo=UTC),
+        "acknowledge_referrer": datetime(2024, 3, 13, 23, 5, 10, tzinfo=UTC),
+        "strategy_discussion": datetime(2024, 3, 13, 3, 5, 12, tzinfo=UTC),
+    }
+    writes = batch_writes([step])
+    assert writes.decisions == [(d, "held")]
+    assert writes.breach_candidates == [item.queue_item_id]
+
+
+def test_the_release_takes_effect_on_the_held_item_and_meets_its_clock() -> None:
+    d = held("D1", "C1", ["X"])
+    hold, release = assert_same_as_one_by_one([d, released(d)])
+    (item,) = hold.opened
+    assert release.verdict == "released"
+    assert release.opened == []
+    (now_effective,) = release.released
+    assert now_effective.queue_item_id == item.queue_item_id
+    assert now_effective.awaiting_practitioners is False
+    assert now_effective.deadlines == item.deadlines  # the clocks run on, unchanged
+    assert release.plan is not None
+    assert (release.plan.item_ids, release.plan.queue) == ([item.queue_item_id], "s47")
+    assert [(h.action, h.from_status, h.to_status) for h in release.history] == [
+        ("released", "open", "open")
+    ]
+    writes = batch_writes([release])
+    assert [(m.queue_item_id, list(m.names), m.at, m.met_by) for m in writes.met()] == [
+        (item.queue_item_id, ["screening_decision"], NOW, "released")
+    ]
+    assert writes.saved == [now_effective]
+    assert writes.decisions == [(released(d), "routed")]
+    # Hold and release in one batch record the decision once, as routed.
+    assert batch_writes([hold, release]).decisions == [(released(d), "routed")]
+
+
+def test_a_replayed_hold_or_release_changes_nothing() -> None:
+    d = held("D1", "C1", ["X"])
+    steps = assert_same_as_one_by_one([d, released(d), d, released(d)])
+    assert [s.verdict for s in steps] == [
+        "held",
+        "released",
+        "duplicate_decision",
+        "duplicate_decision",
+    ]
+
+
+def test_an_override_while_held_moves_the_held_item_and_meets_its_clock() -> None:
+    d = held("D1", "C1", ["X"])
+    override = decision("D1-P", "C1", ["X"], as_=OUTCOMES[1], source="practitioner")
+    hold, moved = assert_same_as_one_by_one([d, override])
+    (item,) = hold.opened
+    (closing,) = moved.closings
+    assert (closing.item.queue_item_id, closing.kind) == (item.queue_item_id, "moved")
+    (new,) = moved.opened
+    assert (new.queue, new.awaiting_practitioners) == ("single-agency", False)
+    assert "screening_decision" in next(
+        m.names for m in batch_writes([moved]).met() if m.queue_item_id == item.queue_item_id
+    )
+
+
 def test_a_child_named_twice_gets_one_item() -> None:
     steps = assert_same_as_one_by_one([decision("D1", "C1", ["X", "X"])])
     assert len(steps[0].opened) == 1
@@ -195,23 +282,33 @@ def test_a_child_named_twice_gets_one_item() -> None:
 @st.composite
 def decisions(draw: st.DrawFn) -> list[Decision]:
     """Decisions about two children from three contacts: overrides (of earlier or later
-    decisions), repeats, several children, unknown hubs and every outcome."""
+    decisions), repeats, several children, unknown hubs, every outcome, automated s47s held
+    by the confirmation gate and their releases."""
     out: list[Decision] = []
     for n in range(draw(st.integers(1, 8))):
         repeat: bool = draw(st.integers(0, 3)) == 0
         if out and repeat:
             out.append(draw(st.sampled_from(out)))
             continue
+        held = [d for d in out if d.awaiting_practitioners]
+        release: bool = draw(st.booleans())
+        if held and release:
+            out.append(released(draw(st.sampled_from(held))))
+            continue
         supersedes = draw(st.one_of(st.none(), st.integers(0, 8).map(lambda i: f"D{i}")))
+        as_ = draw(st.sampled_from(OUTCOMES))
         out.append(
             decision(
                 f"D{n}",
                 draw(st.sampled_from(["C1", "C2", "C3"])),
                 draw(st.lists(st.sampled_from(["X", "Y"]), min_size=1, max_size=2)),
-                as_=draw(st.sampled_from(OUTCOMES)),
+                as_=as_,
                 hub=draw(st.sampled_from([NWC, NWC, ES, "four-areas-north"])),
                 source="rules" if supersedes is None else "practitioner",
                 supersedes_decision_id=supersedes,
+                awaiting_practitioners=supersedes is None
+                and as_[0] == "s47"
+                and draw(st.booleans()),
             )
         )
     return out
@@ -281,6 +378,6 @@ async def test_the_statements_of_a_batch_do_not_grow_with_it() -> None:
         return out
 
     one, many = await statements_for(batch(1)), await statements_for(batch(100))
-    # Two reads; items, clocks, breach claim (select), statuses, clocks met, history,
-    # decisions (the breach update runs only when a clock is claimed).
-    assert one == many == 9
+    # Two reads; items, clocks, acknowledgements met, breach claim (select), statuses,
+    # clocks met, history, decisions (the breach update runs only when a clock is claimed).
+    assert one == many == 10

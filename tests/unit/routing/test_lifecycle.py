@@ -54,6 +54,17 @@ def update(status: str, **overrides: Any) -> QueueUpdate:
     [
         ("s47", ["acknowledged", "strategy_discussion_held", "assessment_completed", "closed"]),
         ("s47", ["strategy_discussion_held", "closed"]),
+        ("s47", ["strategy_discussion_held", "icpc_held", "closed"]),
+        (
+            "s47",
+            [
+                "acknowledged",
+                "strategy_discussion_held",
+                "assessment_completed",
+                "icpc_held",
+                "closed",
+            ],
+        ),
         ("initial-assessment", ["acknowledged", "assessment_completed", "closed"]),
         ("initial-assessment", ["assessment_completed", "closed"]),
         ("single-agency", ["acknowledged", "closed"]),
@@ -98,6 +109,14 @@ def test_the_usual_paths_are_allowed(queue: str, steps: list[str]) -> None:
             "assessment_completed",
             "acknowledged",
             "assessment_completed item cannot become acknowledged",
+        ),
+        ("s47", "acknowledged", "icpc_held", "acknowledged item cannot become icpc_held"),
+        ("s47", "icpc_held", "icpc_held", "icpc_held item cannot become icpc_held"),
+        (
+            "initial-assessment",
+            "assessment_completed",
+            "icpc_held",
+            "an item on the initial-assessment queue cannot become icpc_held",
         ),
     ],
 )
@@ -149,3 +168,35 @@ def test_closing_meets_every_clock_the_item_has() -> None:
     assert step.met == {"acknowledge_referrer", "strategy_discussion", "icpc"}
     assert step.item.status == "closed"
     assert step.item.strategy_outcome == "s47_joint"  # kept from the discussion
+
+
+def test_holding_the_icpc_meets_its_clock() -> None:
+    held = datetime(2027, 4, 13, 11, 0, tzinfo=LONDON)
+    discussed = apply_update(
+        item("s47"), update("strategy_discussion_held", at=held.isoformat()), CONFIG, CAL
+    ).item
+    conference = datetime(2027, 4, 30, 10, 0, tzinfo=LONDON)
+    step = apply_update(discussed, update("icpc_held", at=conference.isoformat()), CONFIG, CAL)
+    assert step.met == {"icpc"}
+    assert step.item.status == "icpc_held"
+    assert step.item.status_at == conference
+    assert step.item.strategy_outcome == "s47_joint"  # kept from the discussion
+    assert step.started == {}
+
+
+def test_no_icpc_is_held_after_a_discussion_that_decided_no_s47() -> None:
+    discussed = apply_update(
+        item("s47"), update("strategy_discussion_held", strategy_outcome="no_s47"), CONFIG, CAL
+    ).item
+    with pytest.raises(InvalidTransition, match="no ICPC follows strategy outcome no_s47"):
+        apply_update(discussed, update("icpc_held"), CONFIG, CAL)
+
+
+def test_an_item_awaiting_practitioners_can_only_be_acknowledged() -> None:
+    held = item("s47", awaiting_practitioners=True)
+    for step in ("strategy_discussion_held", "closed"):
+        with pytest.raises(InvalidTransition, match="awaits confirmation by police"):
+            apply_update(held, update(step), CONFIG, CAL)
+    acknowledged = apply_update(held, update("acknowledged"), CONFIG, CAL)
+    assert acknowledged.item.status == "acknowledged"
+    assert acknowledged.item.awaiting_practitioners is True  # still held

@@ -9,7 +9,7 @@ updates costs do not grow with it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -84,11 +84,17 @@ class Lifecycle:
     items: dict[str, QueueItem] = field(default_factory=dict)
     clocks: dict[tuple[str, str], ClockRow] = field(default_factory=dict)
     history: dict[str, HistoryEntry] = field(default_factory=dict)
+    acknowledged: dict[str, datetime] = field(default_factory=dict)
+    """Item id -> when notifications acknowledged its referrer (the feedback record)."""
 
     @classmethod
-    def routed(cls) -> Lifecycle:
+    def routed(cls, acknowledged: Mapping[int, datetime] | None = None) -> Lifecycle:
+        """The routed items, the referrers of those numbered in ``acknowledged`` (0 s47,
+        1 initial assessment, 2 single agency) acknowledged at the time given."""
         found = cls()
-        for item in items():
+        for n, item in enumerate(items()):
+            if acknowledged and n in acknowledged:
+                found.acknowledged[item.queue_item_id] = acknowledged[n]
             found.items[item.queue_item_id] = as_stored(item)
             for name, due in item.deadlines.items():
                 found.clocks[(item.queue_item_id, name)] = ClockRow(item.queue_item_id, name, due)
@@ -99,6 +105,7 @@ class Lifecycle:
         return LifecycleState(
             items=[i for k, i in sorted(self.items.items()) if k in named],
             clocks=[c for k, c in sorted(self.clocks.items()) if k[0] in named],
+            acknowledged={i: at for i, at in self.acknowledged.items() if i in named},
         )
 
     def write(self, steps: Sequence[UpdateStep], now: datetime) -> None:
@@ -134,9 +141,11 @@ def apply(
 
 
 def assert_same_as_one_by_one(
-    updates: Sequence[tuple[str, QueueUpdate]], now: datetime
+    updates: Sequence[tuple[str, QueueUpdate]],
+    now: datetime,
+    acknowledged: Mapping[int, datetime] | None = None,
 ) -> list[UpdateStep]:
-    at_once, one_by_one = Lifecycle.routed(), Lifecycle.routed()
+    at_once, one_by_one = Lifecycle.routed(acknowledged), Lifecycle.routed(acknowledged)
     steps = apply(at_once, updates, now)
     assert steps == [s for u in updates for s in apply(one_by_one, [u], now)]
     assert at_once == one_by_one
@@ -193,7 +202,7 @@ def batches(draw: st.DrawFn) -> list[tuple[str, QueueUpdate]]:
             f"E{n}",
             update(
                 draw(st.sampled_from(ids)),
-                draw(st.sampled_from(STATUSES)),
+                draw(st.sampled_from([*STATUSES, "icpc_held"])),
                 draw(st.sampled_from(TIMES)),
                 outcome=draw(st.sampled_from(["s47_single_agency", "s47_joint", "no_s47"])),
             ),
@@ -202,12 +211,52 @@ def batches(draw: st.DrawFn) -> list[tuple[str, QueueUpdate]]:
     ]
 
 
+def test_the_referrers_acknowledgement_meets_the_clock_at_the_time_it_was_issued() -> None:
+    """Notifications acknowledged the referrer of the single-agency item on time (13 Mar
+    01:00, due 23:05:10); the hub closes the item the next day, after the due time: the
+    clock was met by the acknowledgement, not late by the closing."""
+    single = items()[2].queue_item_id
+    on_time = datetime(2024, 3, 13, 1, 0, tzinfo=UTC)
+    closing = [("E1", update(single, "closed", TIMES[2]))]
+    (step,) = assert_same_as_one_by_one(closing, NOWS[2], {2: on_time})
+    assert step.acknowledged is not None
+    assert (list(step.acknowledged.names), step.acknowledged.at, step.acknowledged.met_by) == (
+        ["acknowledge_referrer"],
+        on_time,
+        "referrer_acknowledged",
+    )
+    assert step.met is not None
+    assert "acknowledge_referrer" not in step.met.names  # met once, by the acknowledgement
+    assert step.breaches == []
+    # Without an acknowledgement the same closing meets it late: one breach.
+    (unacknowledged,) = assert_same_as_one_by_one(closing, NOWS[2])
+    assert [b.deadline for b in unacknowledged.breaches] == ["acknowledge_referrer"]
+    # An acknowledgement issued after the due time is late too.
+    late = datetime(2024, 3, 14, 9, 0, tzinfo=UTC)
+    (late_step,) = assert_same_as_one_by_one(closing, NOWS[2], {2: late})
+    assert [b.deadline for b in late_step.breaches] == ["acknowledge_referrer"]
+
+
+def test_a_refused_step_does_not_record_the_acknowledgement() -> None:
+    ia = items()[1].queue_item_id
+    refused = [("E1", update(ia, "strategy_discussion_held", TIMES[0]))]
+    (step,) = assert_same_as_one_by_one(refused, NOWS[0], {1: NOWS[0]})
+    assert (step.invalid is not None, step.acknowledged) == (True, None)
+
+
+ACKNOWLEDGEMENTS = st.dictionaries(
+    st.integers(0, 2),
+    st.sampled_from([datetime(2024, 3, 13, 1, 0, tzinfo=UTC), *NOWS]),
+    max_size=3,
+)
+
+
 @settings(max_examples=200, deadline=None)
-@given(batches(), st.sampled_from(NOWS))
+@given(batches(), st.sampled_from(NOWS), ACKNOWLEDGEMENTS)
 def test_any_batch_of_updates_gives_what_they_give_one_by_one(
-    batch: list[tuple[str, QueueUpdate]], now: datetime
+    batch: list[tuple[str, QueueUpdate]], now: datetime, acknowledged: dict[int, datetime]
 ) -> None:
-    assert_same_as_one_by_one(batch, now)
+    assert_same_as_one_by_one(batch, now, acknowledged)
 
 
 @settings(max_examples=50, deadline=None)

@@ -55,7 +55,12 @@ Level = Annotated[int, Field(ge=1, le=4)]
 Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 KafkaInt = Annotated[int, Field(ge=0)]
 QueueItemStatus = Literal[
-    "open", "acknowledged", "strategy_discussion_held", "assessment_completed", "closed"
+    "open",
+    "acknowledged",
+    "strategy_discussion_held",
+    "assessment_completed",
+    "icpc_held",
+    "closed",
 ]
 DecisionSource = Literal["rules", "practitioner"]
 
@@ -122,6 +127,8 @@ class ContactChild(ContractModel):
     """Police contacts only."""
     resident: bool | None
     """Police contacts only."""
+    indicators: Indicators | None = None
+    """The child's own indicators, when the sender gave them (else the contact's apply)."""
 
 
 class Contact(ContractModel):
@@ -170,10 +177,21 @@ class RuleHit(ContractModel):
 
 
 class DecisionSubject(ContractModel):
-    """A child the decision is about."""
+    """A child the decision is about, with the child's own screening (DOMAIN "Per child").
+
+    Rules decisions give each child its own level, outcome, RAG, target agency and rules
+    (the decision's own are the contact's: the highest). A practitioner's decision and
+    decisions made before per-child screening leave them out: the decision's apply.
+    """
 
     subject_id: Identifier
     child_ref: Identifier
+    level: Level | None = None
+    outcome: Outcome | None = None
+    rag: Rag | None = None
+    target_agency: str | None = None
+    rules: list[RuleHit] = Field(default_factory=list)
+    """The rules that fired for this child."""
 
 
 class Decision(ContractModel):
@@ -206,6 +224,11 @@ class Decision(ContractModel):
     received_at: Timestamp
     contact_source: SourceCoordinates
     supersedes_decision_id: Identifier | None = None
+    awaiting_practitioners: bool = False
+    """True on the event announcing an automated s47 decision held by the hub's
+    confirmation gate: routing shows it on the s47 queue, awaiting practitioners, with the
+    screening-decision clock. The same decision (same id) follows with False when police
+    and children's social care have confirmed it and the routing takes effect."""
 
 
 class QueueItem(ContractModel):
@@ -233,6 +256,9 @@ class QueueItem(ContractModel):
     """Census closure reason when the hub closed the item (None when it was moved)."""
     replaced_by: Identifier | None = None
     """The item that took this one's place when an override or an s47 escalation moved it."""
+    awaiting_practitioners: bool = False
+    """The item's s47 routing is held until police and children's social care confirm it:
+    its ``screening_decision`` clock runs meanwhile, and only ``acknowledged`` is allowed."""
 
 
 class Routed(ContractModel):

@@ -70,7 +70,7 @@ PractitionerAgency = Literal[
     "police", "childrens_social_care", "health", "education", "early_help", "housing", "other"
 ]
 QueueUpdateStatus = Literal[
-    "acknowledged", "strategy_discussion_held", "assessment_completed", "closed"
+    "acknowledged", "strategy_discussion_held", "assessment_completed", "icpc_held", "closed"
 ]
 StrategyOutcome = Literal["s47_single_agency", "s47_joint", "no_s47"]
 
@@ -144,6 +144,17 @@ class Address(ContractModel):
     """UK postcode (normalised to e.g. 'B6 4AA'); decides the hub."""
 
 
+class Indicators(ContractModel):
+    """Structured risk indicators given by a referrer. Every field has a neutral default."""
+
+    immediate_danger: bool = False
+    injury_observed: bool = False
+    disclosure: Disclosure = "none"
+    forced_marriage: bool = False
+    missing_episodes_90d: Annotated[int, Field(ge=0, le=1000)] = 0
+    """Missing episodes in the last 90 days."""
+
+
 class Child(ContractModel):
     """A child subject of a contact, as the sender knows them.
 
@@ -186,6 +197,10 @@ class Child(ContractModel):
     address: Address | None = None
     no_fixed_abode: bool = False
     school_urn: SchoolUrn | None = None
+    indicators: Indicators | None = None
+    """This child's own indicators (an injury seen on this child, this child's disclosure).
+    When given they replace the contact's ``indicators`` for this child; when absent the
+    contact's apply to every child."""
 
     @model_validator(mode="after")
     def _check_child(self) -> Self:
@@ -283,17 +298,6 @@ class Referrer(ContractModel):
     role: ShortText
     email: Email
     phone: Phone
-
-
-class Indicators(ContractModel):
-    """Structured risk indicators given by a referrer. Every field has a neutral default."""
-
-    immediate_danger: bool = False
-    injury_observed: bool = False
-    disclosure: Disclosure = "none"
-    forced_marriage: bool = False
-    missing_episodes_90d: Annotated[int, Field(ge=0, le=1000)] = 0
-    """Missing episodes in the last 90 days."""
 
 
 class Consent(ContractModel):

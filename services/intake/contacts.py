@@ -120,6 +120,7 @@ def identify_children(
             school_urn=child.school_urn,
             present_at_incident=_police_flag(child, "present_at_incident"),
             resident=_police_flag(child, "resident"),
+            indicators=child.indicators,
         )
         out.append(IdentifiedChild(recorded, basis))
     return out
@@ -266,23 +267,27 @@ def history_of(
 ) -> ContactHistory:
     """The flags of a new contact from the recorded contacts about its children.
 
-    - re-referral: one of them was received in ``[received_at - 12 months, received_at)``;
-    - linked: those with the same incident date that came from another sending system,
-      each once, in ascending contact id (the order the database gives these ids: they
-      are lower-case UUIDs, so every collation sorts them as Python does).
+    - linked: those with the same incident date that came from another sending system
+      (the same incident told by another channel: a school reporting what the police
+      attended), each once, in ascending contact id (the order the database gives these
+      ids: they are lower-case UUIDs, so every collation sorts them as Python does);
+    - re-referral: one of the others (not linked) was received in
+      ``[received_at - 12 months, received_at)``. A linked contact is the same concern,
+      not a new referral of the child, so it never makes one.
     """
     earliest = received_at - RE_REFERRAL_WINDOW
     known = list(priors)
+    linked = {
+        p.contact_id
+        for p in known
+        if p.incident_date == incident and p.source_system != source_system
+    }
     return ContactHistory(
-        re_referral=any(earliest <= p.received_at < received_at for p in known),
-        open_case=open_case,
-        linked_contact_ids=sorted(
-            {
-                p.contact_id
-                for p in known
-                if p.incident_date == incident and p.source_system != source_system
-            }
+        re_referral=any(
+            earliest <= p.received_at < received_at and p.contact_id not in linked for p in known
         ),
+        open_case=open_case,
+        linked_contact_ids=sorted(linked),
     )
 
 

@@ -48,6 +48,8 @@ from services.screening.practitioner import (
     InvalidTransition,
     apply_practitioner_decision,
     awaits_confirmation,
+    held_decision,
+    held_event_id,
 )
 
 SERVICE = "screening"
@@ -127,7 +129,7 @@ class Screening:
             self.history.data[contact.subject_key] = value
             self.history.send_changelog(partition, contact.subject_key, value)
             self._keep_parsed(contact.subject_key, value, after)
-        return after.facts_for(contact)
+        return after.facts_for(contact, self.rule_set.windows)
 
     def remember_batch(self, batch: Sequence[tuple[InboundMessage, ContractModel]]) -> None:
         """Remember every valid contact of a batch, in order, before its transaction (see
@@ -140,7 +142,8 @@ class Screening:
 
     async def decide_batch(self, batch: Sequence[Received]) -> None:
         """Screen each contact of a batch in order, record the decisions in one statement
-        and enqueue them (or hold an s47); a contact decided before is decided once."""
+        and enqueue them (or hold an s47, announced as held); a contact decided before is
+        decided once."""
         contacts = []
         for received in batch:
             assert isinstance(received.payload, Contact)
@@ -191,6 +194,15 @@ class Screening:
             status="awaiting_confirmation" if held else "effective",
         )
         if held:
+            # Announced at once, marked awaiting practitioners: routing puts it on the hub's
+            # s47 queue with the screening decision clock (the hold is never invisible).
+            await received.emit(
+                DECISIONS,
+                key=contact.subject_key,
+                event_id=held_event_id(decision.decision_id),
+                data=held_decision(decision),
+                time=decision.decided_at,
+            )
             received.after_commit(
                 lambda: self.runtime.metrics.decisions_held.labels(hub=decision.hub).inc()
             )

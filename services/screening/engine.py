@@ -2,7 +2,7 @@
 
 Pure: the only I/O is reading the rule-set file (once, at start-up); there are no clock
 reads — the decision time is passed in. The rules themselves are data
-(``rulesets/default-v1.yaml``); what each condition word *means* is the code below, and
+(``rulesets/default-v2.yaml``); what each condition word *means* is the code below, and
 the vocabulary is documented at the top of the shipped file.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, get_args
@@ -21,11 +21,13 @@ import yaml
 
 from schemas.base import FactorCode, Outcome, Rag, ReferralSource
 from schemas.events import Contact, ContactChild, Decision, DecisionSubject, RuleHit
-from schemas.inbound import DashRisk, Disclosure, IncidentType
+from schemas.inbound import DashRisk, Disclosure, IncidentType, Indicators
+from services.common import encompass
 from services.common.calendar import LONDON
 from services.common.ids import derive_id
 
 __all__ = [
+    "COUNTS",
     "DEFAULT_RULE_SET",
     "JOINT_SCREENING_AGENCIES",
     "LEVEL_OUTCOMES",
@@ -35,6 +37,7 @@ __all__ = [
     "RuleSet",
     "RuleSetError",
     "ScreeningHistory",
+    "Windows",
     "age_in_years",
     "evaluate",
     "incident_date",
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 RULESETS_DIR = Path(__file__).with_name("rulesets")
-DEFAULT_RULE_SET = "default-v1"
+DEFAULT_RULE_SET = "default-v2"
 
 #: The outcome of each threshold level (DOMAIN.md); a level's name and RAG are data.
 LEVEL_OUTCOMES: Mapping[int, str] = {
@@ -57,8 +60,6 @@ JOINT_SCREENING_AGENCIES: tuple[str, ...] = ("police", "childrens_social_care", 
 TARGET_AGENCIES: frozenset[str] = frozenset(
     {"early_help", "education", "health", "housing", "police"}
 )
-#: School age for Operation Encompass: 5 to 15 on the incident date.
-SCHOOL_AGE = range(5, 16)
 
 FACTOR_CODES: frozenset[str] = frozenset(get_args(FactorCode))
 REFERRAL_SOURCES: frozenset[str] = frozenset(get_args(ReferralSource))
@@ -84,17 +85,19 @@ class ScreeningHistory:
     """What earlier contacts tell the stateful rules (from the screening history tables).
 
     Every count is of *previous* contacts only, never the one being screened; the engine
-    adds the contact itself (see ``count_at_least`` in the rule file).
+    adds the contact itself (see ``count_at_least`` in the rule file). Each count looks
+    back as far as the rule set's :class:`Windows` say (the field names keep the default
+    windows, 365 and 90 days).
     """
 
     da_incidents_365d: int = 0
-    """Police domestic-abuse notifications for the contact's household in the 365 days
+    """Police domestic-abuse notifications for the contact's household in the window
     before this contact."""
     low_graded_police_90d: Mapping[str, int] = field(default_factory=dict)
     """subject_id -> police notifications about the child graded low/standard (PPN low or
-    DASH standard) in the 90 days before this contact."""
+    DASH standard) in the window before this contact."""
     missing_episodes_90d: Mapping[str, int] = field(default_factory=dict)
-    """subject_id -> missing episodes recorded for the child in the 90 days before."""
+    """subject_id -> missing episodes recorded for the child in the window before."""
 
     def __post_init__(self) -> None:
         counts = [
@@ -123,6 +126,36 @@ def age_in_years(child: ContactChild, on: date) -> int | None:
     return max(years, 0)
 
 
+#: The counts of earlier contacts a rule may test (``count_at_least``), each over its window.
+COUNTS: tuple[str, ...] = ("da_notifications", "low_graded_police", "missing_episodes")
+#: The names rule set default-v1 gave the counts (with their default windows): still read.
+V1_COUNT_NAMES: Mapping[str, str] = {
+    "da_notifications_365d": "da_notifications",
+    "low_graded_police_90d": "low_graded_police",
+    "missing_episodes_90d": "missing_episodes",
+}
+#: The longest window a rule set may set: the screening history keeps two years.
+MAX_WINDOW_DAYS = 730
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How many days before the incident each count looks back (the rule set's ``windows``).
+
+    Practitioners tune these (a hub may count repeat domestic abuse over two years), so they
+    are data, and ``mash whatif`` can show what a change would move.
+    """
+
+    da_notifications: int = 365
+    low_graded_police: int = 90
+    missing_episodes: int = 90
+
+    def days(self, count: str) -> int:
+        """The window of one of the :data:`COUNTS`, in days."""
+        value: int = getattr(self, count)
+        return value
+
+
 @dataclass(frozen=True)
 class Facts:
     """Everything a condition may look at, for one child of the contact."""
@@ -131,37 +164,47 @@ class Facts:
     child: ContactChild
     factors: frozenset[str]
     age: int | None
-    da_notifications_365d: int
-    low_graded_police_90d: int
-    missing_episodes_90d: int
+    indicators: Indicators | None
+    """The child's own indicators if the sender gave them, else the contact's."""
+    counts: Mapping[str, int]
+    """Each of :data:`COUNTS`, this contact included."""
+    windows: Windows
+    sibling_level: int = 0
+    """The highest level the other rules give another child of the contact (0: none yet)."""
 
     def count(self, name: str) -> int:
-        """One of the named counts (``COUNTS``), this contact included."""
-        value: int = getattr(self, name)
-        return value
+        """One of the named counts (``COUNTS``, or a default-v1 name), this contact included."""
+        return self.counts[V1_COUNT_NAMES.get(name, name)]
 
     def template_values(self) -> dict[str, str]:
-        """The safe values a reason may interpolate: age and the counts, never names."""
-        values = {name: str(self.count(name)) for name in COUNTS}
+        """The safe values a reason may interpolate: age, the counts and their windows,
+        never names."""
+        values = {name: str(self.count(name)) for name in (*COUNTS, *V1_COUNT_NAMES)}
+        values |= {f"{name}_days": str(self.windows.days(name)) for name in COUNTS}
         values["age"] = "unknown" if self.age is None else str(self.age)
         return values
 
 
-COUNTS: tuple[str, ...] = ("da_notifications_365d", "low_graded_police_90d", "missing_episodes_90d")
-TEMPLATE_FIELDS: frozenset[str] = frozenset({"age", *COUNTS})
+TEMPLATE_FIELDS: frozenset[str] = frozenset(
+    {"age", *COUNTS, *V1_COUNT_NAMES, *(f"{name}_days" for name in COUNTS)}
+)
 
 
-def facts_for(contact: Contact, history: ScreeningHistory, on: date) -> list[Facts]:
+def facts_for(
+    contact: Contact, history: ScreeningHistory, on: date, windows: Windows | None = None
+) -> list[Facts]:
     """The facts for each child, in the contact's order.
 
-    Counts include this contact:
+    Indicators (injury, disclosure, danger, missing count) are the child's own when the
+    sender gave them per child, else the contact's, which then apply to every child
+    (DOMAIN "Per child"). Counts include this contact:
 
-    * ``da_notifications_365d``: previous household DA notifications, plus one when this is
-      a police domestic-abuse notification.
-    * ``low_graded_police_90d``: previous low/standard-graded police notifications about
-      the child, plus one when this is a police notification. This one counts whatever its
+    * ``da_notifications``: previous household DA notifications, plus one when this is a
+      police domestic-abuse notification.
+    * ``low_graded_police``: previous low/standard-graded police notifications about the
+      child, plus one when this is a police notification. This one counts whatever its
       grade, so raising the grade can never take a contact below R3-ESCALATE.
-    * ``missing_episodes_90d``: the larger of (episodes recorded before, plus one when this
+    * ``missing_episodes``: the larger of (episodes recorded before, plus one when this
       contact reports an episode: factor 10A or police incident ``missing_child``) and the
       referrer's own 90-day count. The larger, not the sum, because the referrer's count
       and the recorded episodes usually describe the same episodes.
@@ -170,23 +213,31 @@ def facts_for(contact: Contact, history: ScreeningHistory, on: date) -> list[Fac
     police = contact.source.kind == "police"
     this_da = 1 if contact.incident_type == "domestic_abuse" else 0
     this_missing = 1 if "10A" in factors or contact.incident_type == "missing_child" else 0
-    reported_missing = contact.indicators.missing_episodes_90d if contact.indicators else 0
-    return [
-        Facts(
-            contact=contact,
-            child=child,
-            factors=factors,
-            age=age_in_years(child, on),
-            da_notifications_365d=history.da_incidents_365d + this_da,
-            low_graded_police_90d=history.low_graded_police_90d.get(child.subject_id, 0)
+    out: list[Facts] = []
+    for child in contact.children:
+        indicators = child.indicators or contact.indicators
+        reported_missing = indicators.missing_episodes_90d if indicators else 0
+        counts = {
+            "da_notifications": history.da_incidents_365d + this_da,
+            "low_graded_police": history.low_graded_police_90d.get(child.subject_id, 0)
             + (1 if police else 0),
-            missing_episodes_90d=max(
+            "missing_episodes": max(
                 history.missing_episodes_90d.get(child.subject_id, 0) + this_missing,
                 reported_missing,
             ),
+        }
+        out.append(
+            Facts(
+                contact=contact,
+                child=child,
+                factors=factors,
+                age=age_in_years(child, on),
+                indicators=indicators,
+                counts=counts,
+                windows=windows or Windows(),
+            )
         )
-        for child in contact.children
-    ]
+    return out
 
 
 # --- Conditions: the vocabulary ---------------------------------------------------------
@@ -253,15 +304,12 @@ def _incident_type(value: Any, where: _Where) -> Condition:
 
 def _disclosure(value: Any, where: _Where) -> Condition:
     wanted = _codes(value, DISCLOSURES, "disclosure", where)
-    return lambda f: f.contact.indicators is not None and f.contact.indicators.disclosure in wanted
+    return lambda f: f.indicators is not None and f.indicators.disclosure in wanted
 
 
 def _indicator(value: Any, where: _Where) -> Condition:
     names = _codes(value, INDICATORS, "indicator", where)
-    return lambda f: (
-        f.contact.indicators is not None
-        and any(getattr(f.contact.indicators, name) for name in names)
-    )
+    return lambda f: f.indicators is not None and any(getattr(f.indicators, name) for name in names)
 
 
 def _dash_risk(value: Any, where: _Where) -> Condition:
@@ -310,14 +358,20 @@ def _child_present_or_resident(value: Any, where: _Where) -> Condition:
 def _count_at_least(value: Any, where: _Where) -> Condition:
     if not isinstance(value, dict) or len(value) != 1:
         raise where.error(
-            "count_at_least: expected one count and its minimum, e.g. {missing_episodes_90d: 3}"
+            "count_at_least: expected one count and its minimum, e.g. {missing_episodes: 3}"
         )
     [(name, minimum)] = value.items()
-    if name not in COUNTS:
+    if name not in COUNTS and name not in V1_COUNT_NAMES:
         raise where.error(f"count_at_least: unknown count {name!r} (known: {', '.join(COUNTS)})")
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
         raise where.error(f"count_at_least: {name} needs a whole number of 1 or more")
     return lambda f: f.count(name) >= minimum
+
+
+def _sibling_level_at_least(value: Any, where: _Where) -> Condition:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 4:
+        raise where.error(f"sibling_level_at_least: expected a level 2, 3 or 4, got {value!r}")
+    return lambda f: f.sibling_level >= value
 
 
 def _concern(value: Any, where: _Where) -> Condition:
@@ -365,6 +419,7 @@ WORDS: Mapping[str, Callable[[Any, _Where], Condition]] = {
     "child_age_at_least": _child_age_at_least,
     "child_present_or_resident": _child_present_or_resident,
     "count_at_least": _count_at_least,
+    "sibling_level_at_least": _sibling_level_at_least,
     "concern": _concern,
     "all": _all,
     "any": _any,
@@ -423,6 +478,8 @@ class Rule:
     reason: str
     target_agency: str | None = None
     target_agency_by_age: tuple[AgencyByAge, ...] = ()
+    marac_referral: bool = False
+    """The rule is a MARAC referral criterion (the contact is referred when it fires)."""
     condition: Condition = field(default=lambda _f: False, compare=False, repr=False)
 
     def target_for(self, fired: Sequence[Facts]) -> str | None:
@@ -447,14 +504,25 @@ class RuleSet:
     fallback: Rule
     """The level-1 hit given when no rule fires (R1-NONE)."""
     path: Path
+    windows: Windows = field(default_factory=Windows)
+    """How far back each count looks (defaults when the file gives none)."""
 
 
-_TOP_KEYS = {"version", "levels", "concerns", "rules", "when_nothing_fires"}
-_RULE_KEYS = {"id", "level", "outcome", "reason", "target_agency", "target_agency_by_age", "when"}
+_TOP_KEYS = {"version", "levels", "windows", "concerns", "rules", "when_nothing_fires"}
+_RULE_KEYS = {
+    "id",
+    "level",
+    "outcome",
+    "reason",
+    "target_agency",
+    "target_agency_by_age",
+    "marac_referral",
+    "when",
+}
 
 
 def load_rule_set(name_or_path: str | Path = DEFAULT_RULE_SET) -> RuleSet:
-    """Load and validate a rule set: a bare name (``"default-v1"``) is a shipped file in
+    """Load and validate a rule set: a bare name (``"default-v2"``) is a shipped file in
     ``rulesets/``; anything else is a path.
 
     Raises RuleSetError with one line naming the file, the rule and the problem.
@@ -521,7 +589,28 @@ def _build(file: Path, raw: Any, content_hash: str) -> RuleSet:
         rules=tuple(rules),
         fallback=fallback,
         path=file,
+        windows=_windows(file, raw.get("windows", {})),
     )
+
+
+def _windows(file: Path, raw: Any) -> Windows:
+    if not isinstance(raw, dict):
+        raise RuleSetError(f"{file}: windows: expected a mapping of count -> days")
+    days: dict[str, int] = {}
+    for name, value in raw.items():
+        if name not in COUNTS:
+            raise RuleSetError(
+                f"{file}: windows: unknown count {name!r} (known: {', '.join(COUNTS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RuleSetError(f"{file}: windows: {name} needs a whole number of days")
+        if not 1 <= value <= MAX_WINDOW_DAYS:
+            raise RuleSetError(
+                f"{file}: windows: {name} must be 1 to {MAX_WINDOW_DAYS} days"
+                " (the screening history keeps two years)"
+            )
+        days[name] = value
+    return Windows(**days)
 
 
 def _levels(file: Path, raw: Any) -> dict[int, LevelSpec]:
@@ -582,6 +671,7 @@ def _rule(
         )
     reason = _reason(raw.get("reason"), where)
     target, by_age = _target(raw, level, where)
+    marac = _flag(raw.get("marac_referral", False), "marac_referral", where)
     if "when" not in raw:
         raise where.error("missing condition (when)")
     return Rule(
@@ -591,6 +681,7 @@ def _rule(
         reason=reason,
         target_agency=target,
         target_agency_by_age=by_age,
+        marac_referral=marac,
         condition=parse_condition(raw["when"], where),
     )
 
@@ -676,21 +767,17 @@ def _fallback(file: Path, raw: Any) -> Rule:
 def evaluate(
     contact: Contact, history: ScreeningHistory, rule_set: RuleSet, decided_at: datetime
 ) -> Decision:
-    """The automated decision for ``contact``: the highest level any rule gives any child.
+    """The automated decision for ``contact``: each child's own level (the highest any rule
+    gives that child) and the contact's, the highest of the children's.
 
     Lists every rule that fired (once each, highest level first, then file order), each
-    with its reason rendered for the first child it fired for.
+    with its reason rendered for the first child it fired for; each child's subject entry
+    lists the rules that fired for that child. Rules about siblings
+    (``sibling_level_at_least``) see the levels the other rules gave the other children.
     """
     on = incident_date(contact)
-    children = facts_for(contact, history, on)
-    fired: list[tuple[Rule, list[Facts]]] = []
-    for rule in rule_set.rules:
-        matched = [f for f in children if rule.condition(f)]
-        if matched:
-            fired.append((rule, matched))
-    if not fired:
-        fired = [(rule_set.fallback, children)]
-    fired.sort(key=lambda hit: -hit[0].level)  # stable: file order within a level
+    children = _with_sibling_levels(rule_set, facts_for(contact, history, on, rule_set.windows))
+    fired = _fired(rule_set, children)
     level = fired[0][0].level
     spec = rule_set.levels[level]
     target = (
@@ -715,20 +802,73 @@ def evaluate(
         rule_set_hash=rule_set.content_hash,
         joint_screening=joint,
         participating_agencies=list(JOINT_SCREENING_AGENCIES) if joint else [],
-        marac_referral=joint and contact.dash_risk == "high",
-        encompass_required=joint
-        and any(
-            child.school_urn is not None and age_in_years(child, on) in SCHOOL_AGE
-            for child in contact.children
-        ),
+        # DASH high is a MARAC referral whoever was present; rules may add criteria
+        # (R3-DA-REPEAT: the "potential escalation" criterion).
+        marac_referral=joint
+        and (contact.dash_risk == "high" or any(rule.marac_referral for rule, _ in fired)),
+        encompass_required=encompass.required(contact),
         source="rules",
         decided_at=decided_at,
         hub=contact.hub,
-        subjects=[
-            DecisionSubject(subject_id=c.subject_id, child_ref=c.child_ref)
-            for c in contact.children
-        ],
+        subjects=[_subject(rule_set, facts, fired) for facts in children],
         open_case=contact.open_case,
         received_at=contact.received_at,
         contact_source=contact.source,
+    )
+
+
+def _fired(rule_set: RuleSet, children: Sequence[Facts]) -> list[tuple[Rule, list[Facts]]]:
+    """Each rule that holds for at least one child, with those children; highest level
+    first, file order within a level; the fallback for everyone when none holds."""
+    fired: list[tuple[Rule, list[Facts]]] = []
+    for rule in rule_set.rules:
+        matched = [f for f in children if rule.condition(f)]
+        if matched:
+            fired.append((rule, matched))
+    if not fired:
+        fired = [(rule_set.fallback, list(children))]
+    fired.sort(key=lambda hit: -hit[0].level)  # stable: file order within a level
+    return fired
+
+
+def _with_sibling_levels(rule_set: RuleSet, children: list[Facts]) -> list[Facts]:
+    """The facts again, each with the highest level the rules give the child's siblings in
+    the contact (sibling rules cannot fire on the first pass: every sibling level is 0)."""
+    if len(children) < 2:
+        return children
+    own = {id(f): _level_for(f, _fired(rule_set, children)) for f in children}
+    return [
+        replace(f, sibling_level=max(own[id(o)] for o in children if o is not f)) for f in children
+    ]
+
+
+def _level_for(child: Facts, fired: Sequence[tuple[Rule, list[Facts]]]) -> int:
+    return max((rule.level for rule, matched in fired if _among(child, matched)), default=1)
+
+
+def _among(child: Facts, matched: Sequence[Facts]) -> bool:
+    # By identity: two children may have equal facts and still be two children.
+    return any(m is child for m in matched)
+
+
+def _subject(
+    rule_set: RuleSet, child: Facts, fired: Sequence[tuple[Rule, list[Facts]]]
+) -> DecisionSubject:
+    """One child's own screening: the rules that fired for the child, and its level."""
+    mine = [rule for rule, matched in fired if _among(child, matched)] or [rule_set.fallback]
+    level = mine[0].level  # ``fired`` is highest first
+    spec = rule_set.levels[level]
+    values = child.template_values()
+    return DecisionSubject(
+        subject_id=child.child.subject_id,
+        child_ref=child.child.child_ref,
+        level=level,
+        outcome=spec.outcome,
+        rag=spec.rag,
+        target_agency=(
+            next((t for rule in mine if (t := rule.target_for([child]))), None)
+            if level == 2
+            else None
+        ),
+        rules=[RuleHit(id=rule.id, reason=rule.reason.format_map(values)) for rule in mine],
     )

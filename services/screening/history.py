@@ -10,8 +10,9 @@ histories in a dict. Both call the same two functions, in this order, for each c
   replay or a redelivery after a crash never counts a contact twice.
 * :meth:`HouseholdHistory.facts_for` — the counts the rule engine wants
   (:class:`~services.screening.engine.ScreeningHistory`): *previous* contacts only, never
-  the contact itself, within 365 days (domestic abuse) or 90 days (low-graded police
-  notifications, missing episodes) before its incident time.
+  the contact itself, within the rule set's windows (:class:`~services.screening.engine.
+  Windows`: by default 365 days for domestic abuse, 90 for low-graded police
+  notifications and missing episodes) before its incident time.
 
 "Previous" is measured on incident time (the receipt time when a contact has none), not
 on arrival order: a notification that arrives late about an earlier incident is screened
@@ -32,13 +33,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.events import Contact
-from services.screening.engine import ScreeningHistory
+from services.screening.engine import MAX_WINDOW_DAYS, ScreeningHistory, Windows
 
 __all__ = [
-    "DA_WINDOW",
     "HISTORY_FORMAT",
-    "LOW_GRADED_WINDOW",
-    "MISSING_WINDOW",
     "RETENTION",
     "Entry",
     "HistoryBook",
@@ -47,16 +45,11 @@ __all__ = [
     "event_time",
 ]
 
-#: R3-DA-REPEAT: domestic-abuse notifications for the household in the last 365 days.
-DA_WINDOW = timedelta(days=365)
-#: R3-ESCALATE: low/standard-graded police notifications about the child in 90 days.
-LOW_GRADED_WINDOW = timedelta(days=90)
-#: R3-MISSING / R2-NEEDS: missing episodes of the child in 90 days.
-MISSING_WINDOW = timedelta(days=90)
-#: How far behind the newest incident entries are kept: the longest window plus a margin
-#: for notifications that arrive late about an older incident. Older entries can no longer
-#: count for anything and are dropped, so a household's history stays small.
-RETENTION = DA_WINDOW + timedelta(days=35)
+#: How far behind the newest incident entries are kept: the longest window any rule set may
+#: set plus a margin for notifications that arrive late about an older incident. Older
+#: entries can no longer count for anything and are dropped, so a household's history
+#: stays small (and a rule set can lengthen a window up to the limit with history intact).
+RETENTION = timedelta(days=MAX_WINDOW_DAYS + 35)
 #: Version of the JSON layout in the table (bump when it changes incompatibly).
 HISTORY_FORMAT = 1
 
@@ -164,19 +157,21 @@ class HouseholdHistory:
         kept = [e for e in self.entries if e.at >= horizon]
         return HouseholdHistory(tuple(sorted([*kept, entry], key=_order)))
 
-    def facts_for(self, contact: Contact) -> ScreeningHistory:
-        """Counts of the contacts before ``contact`` (itself excluded) within each window."""
+    def facts_for(self, contact: Contact, windows: Windows | None = None) -> ScreeningHistory:
+        """Counts of the contacts before ``contact`` (itself excluded) within each of the
+        rule set's windows (the defaults when none are given)."""
+        windows = windows or Windows()
         at = event_time(contact)
         earlier = [e for e in self.entries if e.contact_id != contact.contact_id and e.at <= at]
         subjects = [c.subject_id for c in contact.children]
 
-        def within(window: timedelta) -> list[Entry]:
-            return [e for e in earlier if at - e.at <= window]
+        def within(days: int) -> list[Entry]:
+            return [e for e in earlier if at - e.at <= timedelta(days=days)]
 
-        police = within(LOW_GRADED_WINDOW)
-        missing = within(MISSING_WINDOW)
+        police = within(windows.low_graded_police)
+        missing = within(windows.missing_episodes)
         return ScreeningHistory(
-            da_incidents_365d=sum(1 for e in within(DA_WINDOW) if e.domestic_abuse),
+            da_incidents_365d=sum(1 for e in within(windows.da_notifications) if e.domestic_abuse),
             low_graded_police_90d={
                 s: sum(1 for e in police if s in e.low_graded) for s in subjects
             },
@@ -207,8 +202,14 @@ class HistoryBook:
     """Histories of many households in memory, keyed by subject key (the what-if tool, the
     benchmarks and tests; the service keeps the same values in its Faust table)."""
 
-    def __init__(self, histories: Mapping[str, HouseholdHistory] | None = None) -> None:
+    def __init__(
+        self,
+        histories: Mapping[str, HouseholdHistory] | None = None,
+        windows: Windows | None = None,
+    ) -> None:
         self._histories: dict[str, HouseholdHistory] = dict(histories or {})
+        self.windows = windows or Windows()
+        """The windows :meth:`record` counts over (a rule set's)."""
 
     def __len__(self) -> int:
         return len(self._histories)
@@ -217,11 +218,15 @@ class HistoryBook:
         """The history of ``subject_key`` (empty if none)."""
         return self._histories.get(subject_key, HouseholdHistory())
 
-    def record(self, contact: Contact) -> ScreeningHistory:
-        """Remember ``contact`` and return the facts for screening it."""
+    def remember(self, contact: Contact) -> HouseholdHistory:
+        """Remember ``contact``; return its household's history (to count over any windows)."""
         history = self.get(contact.subject_key).record(contact)
         self._histories[contact.subject_key] = history
-        return history.facts_for(contact)
+        return history
+
+    def record(self, contact: Contact) -> ScreeningHistory:
+        """Remember ``contact`` and return the facts for screening it (over :attr:`windows`)."""
+        return self.remember(contact).facts_for(contact, self.windows)
 
     def record_all(self, contacts: Iterable[Contact]) -> list[ScreeningHistory]:
         """:meth:`record` each contact in order."""

@@ -8,7 +8,9 @@ The rules (DOMAIN.md "Domestic-abuse joint screening", CONTRACT.md practitioner 
   s47 gate on, an automated s47 decision waits ("awaiting confirmation") until police
   *and* children's social care have confirmed it; the confirmation that completes the set
   releases it, unchanged (same id, same ``decided_at``: the statutory clocks run from the
-  automated decision, never from a slow confirmation).
+  automated decision, never from a slow confirmation). The hold itself is announced at
+  once (:func:`held_decision`, its own event id): routing puts it on the hub's s47 queue
+  awaiting practitioners, with the screening decision clock, so it is never invisible work.
 * **Override** makes a new effective decision (``source='practitioner'``): level and RAG
   follow the outcome, its one rule hit is ``PRACTITIONER-OVERRIDE`` with a reason built only
   from codes (the practitioner's agency and the two outcomes) — the practitioner's own
@@ -40,6 +42,8 @@ __all__ = [
     "PractitionerResult",
     "apply_practitioner_decision",
     "awaits_confirmation",
+    "held_decision",
+    "held_event_id",
     "override_decision",
 ]
 
@@ -71,6 +75,17 @@ class InvalidTransition(ValueError):
 def awaits_confirmation(decision: Decision, gate_on: bool) -> bool:
     """Whether an automated decision is held until police and CSC confirm it."""
     return gate_on and decision.source == "rules" and decision.outcome == "s47"
+
+
+def held_decision(decision: Decision) -> Decision:
+    """The event announcing that ``decision`` is held by the gate: the same decision marked
+    ``awaiting_practitioners``. Its release is the decision itself, unmarked."""
+    return decision.model_copy(update={"awaiting_practitioners": True})
+
+
+def held_event_id(decision_id: str) -> str:
+    """The id of the event announcing the hold (the release keeps the decision's own id)."""
+    return derive_id("decision-held", decision_id)
 
 
 @dataclass(frozen=True)
@@ -140,6 +155,10 @@ def override_decision(
             else None,
             "rag": levels[level].rag,
             "rules": [RuleHit(id=OVERRIDE_RULE_ID, reason=reason).model_dump()],
+            # The children, without the rules' per-child levels: the override is for all.
+            "subjects": [
+                {"subject_id": s.subject_id, "child_ref": s.child_ref} for s in context.subjects
+            ],
             "source": "practitioner",
             "decided_at": decision.decided_at,
             "supersedes_decision_id": supersedes,

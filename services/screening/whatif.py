@@ -1,6 +1,6 @@
 """What-if: how would outcomes change under another rule set?
 
-    python -m services.screening.whatif --baseline default-v1 --candidate my-rules.yaml \\
+    python -m services.screening.whatif --baseline default-v2 --candidate my-rules.yaml \\
         contacts.jsonl [--json out.json] [--csv out.csv]
 
 Runs a JSONL of recorded contacts through two rule-set versions and reports the outcome
@@ -39,6 +39,7 @@ from schemas.cloudevents import ContractError, decode, validate_data
 from schemas.events import Contact, Decision
 from schemas.types import ce_type_of
 from services.screening.engine import (
+    DEFAULT_RULE_SET,
     LEVEL_OUTCOMES,
     RuleSet,
     RuleSetError,
@@ -340,12 +341,13 @@ def _move(before: Decision, after: Decision) -> Move:
 
 def run_whatif(
     contacts: Path | str | Iterable[Contact | Skipped | tuple[int, Contact | Skipped]],
-    baseline: str | Path | RuleSet = "default-v1",
-    candidate: str | Path | RuleSet = "default-v1",
+    baseline: str | Path | RuleSet = DEFAULT_RULE_SET,
+    candidate: str | Path | RuleSet = DEFAULT_RULE_SET,
 ) -> WhatIfResult:
     """Screen ``contacts`` (a JSONL path, or contacts in order) under both rule sets.
 
-    History accumulates in the given order, once, and both rule sets see the same facts.
+    History accumulates in the given order, once; each rule set counts it over its own
+    windows.
     Each decision's time is the contact's ``recorded_at``, so a run is reproducible.
     Raises RuleSetError (one line) for an invalid rule set and OSError for an unreadable
     file.
@@ -369,9 +371,10 @@ def run_whatif(
             duplicates += 1
             continue
         seen.add(entry.contact_id)
-        facts = book.record(entry)
-        before = evaluate(entry, facts, base, entry.recorded_at)
-        after = evaluate(entry, facts, cand, entry.recorded_at)
+        history = book.remember(entry)
+        # Each rule set counts over its own windows, so a window change shows as moves.
+        before = evaluate(entry, history.facts_for(entry, base.windows), base, entry.recorded_at)
+        after = evaluate(entry, history.facts_for(entry, cand.windows), cand, entry.recorded_at)
         matrix[(before.outcome, after.outcome)] += 1
         if before.outcome != after.outcome:
             moved.append(_move(before, after))
@@ -394,12 +397,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m services.screening.whatif",
         description="Run a JSONL of contacts through two rule-set versions and report the "
         "outcome matrix and the contacts that move. No Kafka, no database.",
-        epilog="example: python -m services.screening.whatif --baseline default-v1 "
+        epilog="example: python -m services.screening.whatif --baseline default-v2 "
         "--candidate ./my-rules.yaml contacts.jsonl --csv moved.csv",
     )
     parser.add_argument("contacts", type=Path, help="JSONL of contacts or replay records")
     parser.add_argument(
-        "--baseline", default="default-v1", help="rule set: shipped name or YAML path"
+        "--baseline", default=DEFAULT_RULE_SET, help="rule set: shipped name or YAML path"
     )
     parser.add_argument("--candidate", required=True, help="rule set: shipped name or YAML path")
     parser.add_argument("--json", type=Path, dest="json_out", help="write the result as JSON")

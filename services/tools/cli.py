@@ -134,7 +134,7 @@ examples:
   # your draft is a changed copy of a shipped rule set (services/screening/rulesets/)
   mash replay --from-topic mash.contacts.v1 --to-file contacts.jsonl
   mash whatif contacts.jsonl --candidate ./draft-rules.yaml
-  mash whatif contacts.jsonl --baseline default-v1 --candidate ./draft-rules.yaml \\
+  mash whatif contacts.jsonl --baseline default-v2 --candidate ./draft-rules.yaml \\
       --csv moved.csv --json whatif.json
   # straight from the topic (- is stdin), the result as JSON on stdout
   mash replay --from-topic mash.contacts.v1 --to-file - \\
@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
         "contacts", type=Path, help="JSONL of contacts or replay records (-: stdin)"
     )
     whatif.add_argument(
-        "--baseline", default="default-v1", help="rule set: shipped name or YAML path"
+        "--baseline",
+        default=Settings.model_fields["screening_rule_set"].default,
+        help="rule set: shipped name or YAML path (default: the one screening applies)",
     )
     whatif.add_argument("--candidate", required=True, help="rule set: shipped name or YAML path")
     whatif.add_argument(

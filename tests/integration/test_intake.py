@@ -306,7 +306,9 @@ async def test_same_child_same_incident_date_through_another_channel_is_linked(
         source="urn:council:portal",
     )
     assert same_day["linked_contact_ids"] == [first["contact_id"]]
-    assert same_day["re_referral"] is True
+    # The same incident told by another channel is linked, not a re-referral (the school's
+    # report of the police's incident used to lift neglect to R3-NEGLECT).
+    assert same_day["re_referral"] is False
     # A different child on the same date is not linked.
     other_child = await _contact_for(
         intake,

@@ -17,6 +17,7 @@ import pytest
 
 from schemas.events import Contact
 from services.common.topics import CONTACTS
+from services.screening.engine import DEFAULT_RULE_SET
 from tests.integration.screening_harness import ScreeningUnderTest, child, police_contact
 from tests.support import Stack
 
@@ -77,7 +78,7 @@ async def test_third_domestic_abuse_notification_in_a_year_is_a_repeat_after_a_c
     for contact in contacts[:2]:
         decision = await screening.automated_decision(contact.contact_id)
         assert _rule_ids(decision) == ["R2-DA-STD"]
-        assert decision["rule_set_version"] == "default-v1"
+        assert decision["rule_set_version"] == DEFAULT_RULE_SET
         assert decision["rule_set_hash"]
 
     await _crash_and_replay_first(screening, contacts[0])

@@ -9,6 +9,7 @@ import pytest
 
 from schemas.events import Contact
 from services.common.topics import CONTACTS, DECISIONS, PRACTITIONER_DECISIONS
+from services.screening.practitioner import held_event_id
 from tests.integration.screening_harness import ScreeningUnderTest, child, police_contact
 from tests.support import Stack, fetch, fetchval, read_topic, wait_until
 
@@ -117,8 +118,14 @@ async def test_confirm_then_override_keeps_both_and_publishes_the_override(
             "s47 strategy discussion changed to initial assessment.",
         }
     ]
-    for same in ("hub", "subjects", "contact_source", "received_at", "joint_screening"):
+    for same in ("hub", "contact_source", "received_at", "joint_screening"):
         assert second[same] == first[same]
+    # The same children; the rules' per-child levels stay with the automated decision.
+    children_before, children_after = first["subjects"], second["subjects"]
+    assert isinstance(children_before, list)
+    assert isinstance(children_after, list)
+    assert [s["subject_id"] for s in children_after] == [s["subject_id"] for s in children_before]
+    assert [s["level"] for s in children_after] == [None]
     records = await read_topic(screening.world.stack.bootstrap, screening.world.topics(DECISIONS))
     assert all(FREE_TEXT.encode() not in r.value for r in records), "free text stays inside"
 
@@ -186,11 +193,21 @@ async def test_the_s47_gate_holds_an_automated_s47_until_police_and_csc_confirm(
     held = await gated.automated_decision("CON-G-1")
     assert (held["outcome"], held["status"]) == ("s47", "awaiting_confirmation")
 
-    # Not s47: published at once, gate or not. Published after CON-G-1's turn, so once it
-    # is on the topic the held one would be too if it had been enqueued.
+    # The hold is announced at once, marked awaiting practitioners, under its own event id
+    # (routing puts it on the hub's s47 queue with its clock); the decision's own id is
+    # kept for the release. Not s47: published at once, unmarked, gate or not.
     await gated.send_contact(standard_risk("CON-G-2"))
-    await wait_until(lambda: gated.published_for("CON-G-2"), timeout=60, what="the unheld decision")
-    assert await gated.published_for("CON-G-1") == []
+    unheld = await wait_until(
+        lambda: gated.published_for("CON-G-2"), timeout=60, what="the unheld decision"
+    )
+    assert [d["awaiting_practitioners"] for d in unheld] == [False]
+    announced = await wait_until(
+        lambda: gated.published_for("CON-G-1"), timeout=60, what="the held decision"
+    )
+    assert [(d["decision_id"], d["outcome"], d["awaiting_practitioners"]) for d in announced] == [
+        (held["decision_id"], "s47", True)
+    ]
+    assert len(await gated.outbox_events(DECISIONS, held_event_id(held["decision_id"]))) == 1
 
     for n, agency in enumerate(("police", "police")):
         confirm = await gated.send_practitioner(
@@ -209,11 +226,15 @@ async def test_the_s47_gate_holds_an_automated_s47_until_police_and_csc_confirm(
     )
     assert await gated.fate(PRACTITIONER_DECISIONS, *csc) == "released"
     released = await wait_until(
-        lambda: gated.published_for("CON-G-1"), timeout=60, what="the released decision"
+        lambda: _two_published(gated, "CON-G-1"), timeout=60, what="the released decision"
     )
-    assert [(d["decision_id"], d["source"], d["outcome"]) for d in released] == [
-        (held["decision_id"], "rules", "s47")
+    assert [
+        (d["decision_id"], d["source"], d["outcome"], d["awaiting_practitioners"]) for d in released
+    ] == [
+        (held["decision_id"], "rules", "s47", True),
+        (held["decision_id"], "rules", "s47", False),
     ]
+    assert released[1]["decided_at"] == released[0]["decided_at"]  # clocks run from it
     row = (await gated.decisions("CON-G-1"))[0]
     assert row["status"] == "effective"
     released_at = await fetchval(
@@ -240,16 +261,18 @@ async def test_an_override_while_held_is_the_first_effective_decision(
     )
     assert await gated.fate(PRACTITIONER_DECISIONS, *override) == "overridden"
     published = await wait_until(
-        lambda: gated.published_for("CON-G-3"), timeout=60, what="the override"
+        lambda: _two_published(gated, "CON-G-3"), timeout=60, what="the override"
     )
-    assert len(published) == 1
-    only = published[0]
+    hold, only = published
+    assert (hold["decision_id"], hold["awaiting_practitioners"]) == (held["decision_id"], True)
     assert (only["source"], only["outcome"], only["target_agency"]) == (
         "practitioner",
         "single_agency",
         "early_help",
     )
-    assert only["supersedes_decision_id"] is None  # nothing effective was superseded
+    assert only["awaiting_practitioners"] is False
+    # Nothing effective was superseded (routing moves the held item: same contact).
+    assert only["supersedes_decision_id"] is None
     statuses = {d["source"]: d["status"] for d in await gated.decisions("CON-G-3")}
     assert statuses == {"rules": "superseded", "practitioner": "effective"}
     assert await _outbox_count(gated, held["decision_id"]) == 0

@@ -10,7 +10,7 @@ from services.common.order import in_offset_order
 
 
 def message(topic: str, partition: int, offset: int) -> InboundMessage:
-    return InboundMessage(topic, partition, offset, None, None, {})
+    return InboundMessage(topic, partition, offset, None, None, [])
 
 
 def coordinates(batch: list[InboundMessage]) -> list[tuple[str, int, int]]:

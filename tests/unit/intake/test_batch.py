@@ -166,14 +166,37 @@ def test_an_earlier_contact_of_the_batch_counts_for_re_referral_and_linking() ->
     assert first.contact.re_referral is False
     assert first.contact.linked_contact_ids == ["c-db"]
     r1 = first.contact.contact_id
-    assert same_day_police.contact.re_referral is True
+    # Linked contacts are the same incident, not earlier referrals: no re-referral.
+    assert same_day_police.contact.re_referral is False
     assert same_day_police.contact.linked_contact_ids == [r1], "c-db: the same system"
-    assert later_school.contact.re_referral is True
+    assert later_school.contact.re_referral is False
     assert later_school.contact.linked_contact_ids == sorted(
         ["c-db", r1, same_day_police.contact.contact_id]
     )
     assert other_child.contact.re_referral is False
     assert other_child.contact.linked_contact_ids == []
+
+
+def test_an_earlier_contact_about_another_incident_is_a_re_referral_a_linked_one_is_not() -> None:
+    sid = referral("X", source="urn:portal").subject_ids[0]
+    linked_only = prior("c-same", RECEIVED - timedelta(hours=3), INCIDENT, "urn:police")
+    earlier_incident = prior(
+        "c-before", RECEIVED - timedelta(days=30), INCIDENT - timedelta(days=30), "urn:police"
+    )
+    [alone] = recorded(
+        [referral("R-1", source="urn:portal")],
+        KnownContacts([], {sid: [linked_only]}, ()),
+        TOPOLOGY,
+        clock(),
+    )
+    assert (alone.contact.re_referral, alone.contact.linked_contact_ids) == (False, ["c-same"])
+    [both] = recorded(
+        [referral("R-2", source="urn:portal")],
+        KnownContacts([], {sid: [linked_only, earlier_incident]}, ()),
+        TOPOLOGY,
+        clock(),
+    )
+    assert (both.contact.re_referral, both.contact.linked_contact_ids) == (True, ["c-same"])
 
 
 def test_open_case_is_any_child_with_an_open_item() -> None:

@@ -6,12 +6,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import examples as ex
 from schemas.events import Contact, SchoolNotification
 from services.common.calendar import WorkingCalendar
-from services.notifications.encompass import age_on, applies, school_notices
+from services.common.encompass import age_on, applies
+from services.notifications.encompass import school_notices
 from services.notifications.firewall import ALLOW_LIST
+from tests.unit.screening.builders import decide
 
 CALENDAR = WorkingCalendar()
 
@@ -185,3 +189,36 @@ def test_notice_ids_are_stable() -> None:
     b = notice_of(contact())
     assert a.notice_id == b.notice_id
     assert notice_of(contact(contact_id="CON-OTHER")).notice_id != a.notice_id
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.dates(date(2003, 1, 1), date(2024, 3, 1))),
+            st.booleans(),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from(["domestic_abuse", "child_neglect"]),
+)
+def test_screenings_encompass_flag_promises_exactly_what_notifications_does(
+    children: list[tuple[date | None, bool, bool]], incident_type: str
+) -> None:
+    # Item 6 of the domain issue: the flag said ages 5-15 while notices went to any child
+    # with a school, and a test asserted each. Now one predicate decides both.
+    made = [
+        kid(
+            f"SUBJ-{n}",
+            date_of_birth=None if born is None else born.isoformat(),
+            expected_date_of_birth="2024-09-01" if born is None else None,
+            given_name=None if born is None or not named else "Testchild",
+            school_urn=ex.SCHOOL_URN if with_school else None,
+        )
+        for n, (born, with_school, named) in enumerate(children)
+    ]
+    c = contact(made, incident_type=incident_type)
+    scheme = school_notices(c, CALENDAR)
+    decision = decide(c)
+    assert decision.encompass_required is bool(scheme.notices or scheme.unmatched)

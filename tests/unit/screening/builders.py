@@ -28,6 +28,7 @@ def kid(
     present: bool | None = True,
     resident: bool | None = True,
     urn: str | None = examples.SCHOOL_URN,
+    indicators: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A contact child (a police child by default; pass present/resident None for referrals)."""
     return {
@@ -43,6 +44,7 @@ def kid(
         "school_urn": urn,
         "present_at_incident": present,
         "resident": resident,
+        "indicators": indicators,
     }
 
 
@@ -109,8 +111,20 @@ def ref_kid(subject_id: str = "SUBJ-1", **kwargs: Any) -> dict[str, Any]:
     return kid(subject_id, present=None, resident=None, **kwargs)
 
 
+def hist(
+    da: int = 0, low: int = 0, missing: int = 0, subject_id: str = "SUBJ-1"
+) -> ScreeningHistory:
+    """What earlier contacts count for: household DA notifications, the child's
+    low-graded police notifications and missing episodes."""
+    return ScreeningHistory(
+        da_incidents_365d=da,
+        low_graded_police_90d={subject_id: low},
+        missing_episodes_90d={subject_id: missing},
+    )
+
+
 def decide(contact: Contact, history: ScreeningHistory | None = None) -> Decision:
-    """The decision under the shipped default-v1 rule set."""
+    """The decision under the shipped default rule set."""
     return evaluate(contact, history or ScreeningHistory(), default_rule_set(), DECIDED_AT)
 
 

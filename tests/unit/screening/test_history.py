@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from schemas import examples
 from schemas.events import Contact
-from services.screening.engine import ScreeningHistory
+from services.screening.engine import ScreeningHistory, Windows, load_rule_set
 from services.screening.history import (
-    DA_WINDOW,
     RETENTION,
     HistoryBook,
     HouseholdHistory,
@@ -24,6 +23,7 @@ from tests.unit.screening.builders import decide, kid, rule_ids
 
 T0 = datetime(2024, 3, 12, 21, 40, tzinfo=UTC)
 HOUSEHOLD = "HH-1"
+DA_WINDOW = timedelta(days=Windows().da_notifications)
 
 
 def police_at(
@@ -119,6 +119,33 @@ def test_the_domestic_abuse_window_is_365_days_inclusive(gap: timedelta, counted
     earlier = police_at("C1", T0)
     later = police_at("C2", T0 + gap)
     assert HouseholdHistory().record(earlier).facts_for(later).da_incidents_365d == counted
+
+
+def test_the_default_windows_are_the_shipped_rule_sets() -> None:
+    # DOMAIN: 365 days for repeat domestic abuse, 90 for escalation and missing episodes.
+    assert load_rule_set().windows == Windows(365, 90, 90) == load_rule_set("default-v1").windows
+
+
+@pytest.mark.parametrize("days", [30, 180, 730])
+def test_a_rule_sets_window_decides_what_an_earlier_contact_counts_for(days: int) -> None:
+    # Item 10 of the domain issue: the windows were constants, so whatif could not vary them.
+    earlier = police_at("C1", T0)
+    history = HouseholdHistory().record(earlier)
+    windows = Windows(da_notifications=days, low_graded_police=days, missing_episodes=days)
+    inside = police_at("C2", T0 + timedelta(days=days))
+    outside = police_at("C3", T0 + timedelta(days=days, seconds=1))
+    assert history.facts_for(inside, windows).da_incidents_365d == 1
+    assert history.facts_for(inside, windows).low_graded_police_90d == {"SUBJ-1": 1}
+    assert history.facts_for(outside, windows).da_incidents_365d == 0
+    assert history.facts_for(outside, windows).low_graded_police_90d == {"SUBJ-1": 0}
+
+
+def test_history_is_kept_for_the_longest_window_a_rule_set_may_set() -> None:
+    earlier = police_at("C1", T0)
+    latest = police_at("C2", T0 + timedelta(days=730))
+    history = HouseholdHistory().record(earlier).record(latest)
+    assert history.has("C1")
+    assert history.facts_for(latest, Windows(da_notifications=730)).da_incidents_365d == 1
 
 
 def test_domestic_abuse_counts_for_the_household_and_grades_for_each_child() -> None:

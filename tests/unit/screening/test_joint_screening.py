@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.events import Contact
-from services.screening.engine import JOINT_SCREENING_AGENCIES
-from tests.unit.screening.builders import decide, kid, police, referral
+from services.screening.engine import DEFAULT_RULE_SET, JOINT_SCREENING_AGENCIES
+from tests.unit.screening.builders import decide, hist, kid, police, referral, rule_ids
 
 
 @pytest.mark.parametrize("dash", ["standard", "medium", "high"])
@@ -20,6 +20,32 @@ def test_police_domestic_abuse_is_screened_jointly(dash: str) -> None:
     assert decision.participating_agencies == list(JOINT_SCREENING_AGENCIES)
     assert decision.participating_agencies == ["police", "childrens_social_care", "health"]
     assert decision.marac_referral is (dash == "high")
+
+
+def test_repeat_domestic_abuse_is_a_marac_referral_whatever_the_dash_level() -> None:
+    # Item 4 of the domain issue: R3-DA-REPEAT is MARAC's "potential escalation" criterion.
+    decision = decide(police(dash="standard"), hist(da=2))
+    assert "R3-DA-REPEAT" in rule_ids(decision)
+    assert (decision.level, decision.marac_referral) == (3, True)
+    assert decide(police(dash="standard"), hist(da=1)).marac_referral is False
+
+
+@pytest.mark.parametrize(
+    ("child", "level"),
+    [
+        (kid(dob="2023-06-01", urn=None), 3),  # nine months old
+        (kid(dob=None, edd="2024-06-01", urn=None), 3),  # unborn
+        (kid(dob="2023-03-12", urn=None), 2),  # one on the incident date
+        (kid(dob="2023-06-01", urn=None, present=False, resident=False), 1),
+    ],
+)
+def test_a_baby_or_unborn_child_lifts_standard_domestic_abuse_to_assessment(
+    child: dict[str, object], level: int
+) -> None:
+    # Health's view in joint screening changes the decision (R3-DA-BABY), not only a label.
+    decision = decide(police(dash="standard", children=[child]))
+    assert decision.level == level
+    assert ("R3-DA-BABY" in rule_ids(decision)) is (level == 3)
 
 
 def test_marac_even_when_no_child_was_present() -> None:
@@ -34,13 +60,17 @@ def test_marac_even_when_no_child_was_present() -> None:
         (kid(dob="2016-01-01"), True),
         (kid(dob="2019-03-12"), True),  # 5 on the incident date
         (kid(dob="2008-03-13"), True),  # 15
-        (kid(dob="2016-01-01", urn=None), False),
-        (kid(dob="2019-03-13"), False),  # 4, turns 5 the next day
-        (kid(dob="2008-03-12"), False),  # 16 on the incident date
+        # School age without a school: the police desk is asked to find it (still action).
+        (kid(dob="2016-01-01", urn=None), True),
+        # Outside school age but the police gave a school (reception, sixth form): notified.
+        (kid(dob="2019-03-13"), True),  # 4, turns 5 the next day
+        (kid(dob="2008-03-12"), True),  # 16 on the incident date
+        (kid(dob="2019-03-13", urn=None), False),  # 4, at no school
+        (kid(dob="2008-03-12", urn=None), False),  # 16, at no school
         (kid(dob=None, edd="2024-06-01", urn=None), False),
     ],
 )
-def test_encompass_only_for_school_age_children_with_a_school(
+def test_encompass_for_school_age_children_and_any_child_with_a_school(
     child: dict[str, object], encompass: bool
 ) -> None:
     assert decide(police(children=[child])).encompass_required is encompass
@@ -72,7 +102,7 @@ def test_decision_carries_rule_set_identity_and_routing_context() -> None:
     contact = police(dash="high", open_case=True, hub="east-south")
     decision = decide(contact)
     assert decision.source == "rules"
-    assert decision.rule_set_version == "default-v1"
+    assert decision.rule_set_version == DEFAULT_RULE_SET
     assert len(decision.rule_set_hash) == 64
     assert decision.contact_id == contact.contact_id
     assert decision.contact_reference == contact.contact_reference

@@ -16,6 +16,8 @@ from services.screening.practitioner import (
     InvalidTransition,
     apply_practitioner_decision,
     awaits_confirmation,
+    held_decision,
+    held_event_id,
 )
 from services.screening.rules import default_rule_set
 from tests.unit.screening.builders import decide, police
@@ -86,6 +88,25 @@ def test_a_held_s47_is_released_by_police_and_childrens_social_care(
     assert result.emit == (automated_s47() if kind == "released" else None)
 
 
+def test_a_held_decision_is_announced_marked_and_released_unmarked() -> None:
+    """The hold is announced at once (routing shows it on the s47 queue with its clock),
+    under its own event id; the release is the same decision, no longer marked."""
+    automated = automated_s47()
+    announced = held_decision(automated)
+    assert announced.awaiting_practitioners is True
+    assert announced.model_copy(update={"awaiting_practitioners": False}) == automated
+    assert held_event_id(automated.decision_id) not in (automated.decision_id, None)
+    assert held_event_id(automated.decision_id) == held_event_id(automated.decision_id)
+    result = apply_practitioner_decision(
+        state(held=True, confirmed=frozenset({"police"})),
+        practitioner(kind="confirm", outcome=None, agency="childrens_social_care"),
+        "evt-1",
+        LEVELS,
+    )
+    assert result.emit is not None
+    assert (result.kind, result.emit.awaiting_practitioners) == ("released", False)
+
+
 def test_an_override_is_a_new_practitioner_decision_that_keeps_the_routing_context() -> None:
     given = practitioner(outcome="initial_assessment", agency="childrens_social_care")
     result = apply_practitioner_decision(state(), given, "evt-9", LEVELS)
@@ -111,8 +132,14 @@ def test_an_override_is_a_new_practitioner_decision_that_keeps_the_routing_conte
         }
     ]
     assert given.reason not in new.model_dump_json()  # free text stays in the record
-    for same in ("hub", "subjects", "contact_source", "joint_screening", "rule_set_version"):
+    for same in ("hub", "contact_source", "joint_screening", "rule_set_version"):
         assert getattr(new, same) == getattr(automated, same)
+    # The same children, without the rules' per-child levels: the override is for all.
+    assert [(s.subject_id, s.child_ref) for s in new.subjects] == [
+        (s.subject_id, s.child_ref) for s in automated.subjects
+    ]
+    assert automated.subjects[0].level == 4
+    assert [(s.level, s.outcome, s.rules) for s in new.subjects] == [(None, None, [])]
 
 
 def test_an_override_to_single_agency_carries_its_target_and_others_none() -> None:

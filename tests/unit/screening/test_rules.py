@@ -1,4 +1,5 @@
-"""Every default-v1 rule: a case that fires and a case that only just does not.
+"""Every rule of the shipped rule set (default-v2): a case that fires and a case that only
+just does not.
 
 Police incidents are on 2024-03-12 and referrals arrive on 2024-03-13 (London dates), so
 a referral child born 2023-03-13 is exactly 1 and one born 2023-03-14 is 11 months old.
@@ -12,7 +13,15 @@ import pytest
 
 from schemas.events import Contact
 from services.screening.engine import ScreeningHistory
-from tests.unit.screening.builders import decide, kid, police, ref_kid, referral, rule_ids
+from tests.unit.screening.builders import (
+    decide,
+    hist,
+    kid,
+    police,
+    ref_kid,
+    referral,
+    rule_ids,
+)
 
 NONE = ScreeningHistory()
 
@@ -34,16 +43,6 @@ class Case:
     contact: Contact
     fires: bool
     history: ScreeningHistory = NONE
-
-
-def hist(
-    da: int = 0, low: int = 0, missing: int = 0, subject_id: str = "SUBJ-1"
-) -> ScreeningHistory:
-    return ScreeningHistory(
-        da_incidents_365d=da,
-        low_graded_police_90d={subject_id: low},
-        missing_episodes_90d={subject_id: missing},
-    )
 
 
 CASES: dict[str, Case] = {
@@ -224,8 +223,23 @@ CASES: dict[str, Case] = {
     "housing/only-20": Case("R2-HOUSING", referral(["20"], source="4"), True),
     "housing/no-factors": Case("R2-HOUSING", referral([], source="4"), True),
     "housing/20-and-21": Case("R2-HOUSING", referral(["20", "21"], source="4"), True),
-    "housing/another-factor": Case("R2-HOUSING", referral(["20", "16A"], source="4"), False),
+    # Item 9 of the domain issue: a concern no rule covers (3A) no longer drops it to 1.
+    "housing/another-factor": Case("R2-HOUSING", referral(["20", "3A"], source="4"), True),
     "housing/not-housing": Case("R2-HOUSING", referral(["20"], source="2A"), False),
+    # R3-DA-BABY
+    "da-baby/unborn": Case("R3-DA-BABY", police(children=[kid(dob=None, edd=DUE)]), True),
+    "da-baby/one-today": Case("R3-DA-BABY", police(children=[kid(dob="2023-03-12")]), False),
+    # R3-SIBLING
+    "sibling/of-level-4": Case(
+        "R3-SIBLING",
+        police(dash="high", children=[kid("A", present=False, resident=False), kid("B")]),
+        True,
+    ),
+    "sibling/of-level-3": Case(
+        "R3-SIBLING",
+        police(dash="medium", children=[kid("A", present=False, resident=False), kid("B")]),
+        False,
+    ),
     # R1-NONE
     "none/factor-21": Case("R1-NONE", referral(["21"]), True),
     "none/da-no-child-present": Case(
@@ -243,9 +257,9 @@ def test_rule_fires_or_not(case: Case) -> None:
 
 DOMAIN_RULES = {
     "R4-SEX", "R4-INJ-BABY", "R4-DANGER", "R4-FGM", "R4-CSE", "R4-PHYS", "R4-DA-HIGH",
-    "R3-DA-MED", "R3-DA-REPEAT", "R3-ESCALATE", "R3-NEGLECT", "R3-PARENT-YOUNG", "R3-EMO",
-    "R3-MISSING", "R3-CCE", "R2-DA-STD", "R2-NEGLECT", "R2-PARENT", "R2-SELFHARM",
-    "R2-NEEDS", "R2-HOUSING", "R1-NONE",
+    "R3-DA-MED", "R3-DA-REPEAT", "R3-DA-BABY", "R3-ESCALATE", "R3-NEGLECT", "R3-PARENT-YOUNG",
+    "R3-EMO", "R3-MISSING", "R3-SIBLING", "R3-CCE", "R2-DA-STD", "R2-NEGLECT", "R2-PARENT",
+    "R2-SELFHARM", "R2-NEEDS", "R2-HOUSING", "R1-NONE",
 }  # fmt: skip
 
 
@@ -277,7 +291,6 @@ def test_level_outcome_and_rag_come_from_the_level_table(
     ("contact", "agency"),
     [
         (police(children=[kid(dob=POLICE_FOUR)]), "health"),
-        (police(children=[kid(dob=None, edd="2024-06-01")]), "health"),
         (police(children=[kid(dob=POLICE_FIVE_TODAY)]), "education"),
         (police(children=[kid(dob="2008-03-13")]), "education"),  # 15
         (police(children=[kid(dob="2008-03-12")]), "early_help"),  # 16 today
@@ -322,6 +335,7 @@ def test_rules_listed_once_each_by_level_then_file_order() -> None:
         "R3-NEGLECT",
         "R3-PARENT-YOUNG",
         "R3-EMO",
+        "R3-SIBLING",  # every child is a sibling of a child at level 4
         "R2-NEGLECT",  # the 7-year-old
         "R2-PARENT",
         "R2-SELFHARM",
@@ -379,7 +393,89 @@ def test_a_rule_fires_if_it_holds_for_any_child() -> None:
     contact = police(
         dash="high", children=[kid("A", present=False, resident=False), kid("B", present=True)]
     )
-    assert rule_ids(decide(contact)) == ["R4-DA-HIGH"]
+    decision = decide(contact)
+    assert rule_ids(decision) == ["R4-DA-HIGH", "R3-SIBLING"]
+    # A was neither present nor resident: not R4-DA-HIGH itself, but B's sibling.
+    assert [(s.subject_id, s.level) for s in decision.subjects] == [("A", 3), ("B", 4)]
     history = ScreeningHistory(missing_episodes_90d={"B": 2})
     two = referral(["10A"], children=[ref_kid("A"), ref_kid("B")])
     assert rule_ids(decide(two, history)) == ["R3-MISSING", "R2-NEEDS"]
+
+
+def test_an_injury_on_an_older_child_is_not_an_injury_on_the_baby() -> None:
+    # Item 5 of the domain issue: with the injury given for the eight-year-old, the
+    # unborn sibling is not "a child under one with an observed injury".
+    children = [
+        ref_kid("OLDER", dob=SEVEN, indicators={"injury_observed": True}),
+        ref_kid("UNBORN", dob=None, edd=DUE),
+    ]
+    decision = decide(referral(["18C"], children=children))
+    assert "R4-INJ-BABY" not in rule_ids(decision)
+    assert "R4-PHYS" in rule_ids(decision)  # the older child's injury still counts
+
+
+def test_indicators_for_the_whole_contact_apply_to_every_child() -> None:
+    children = [ref_kid("OLDER", dob=SEVEN), ref_kid("UNBORN", dob=None, edd=DUE)]
+    decision = decide(referral(["18C"], children=children, injury_observed=True))
+    assert "R4-INJ-BABY" in rule_ids(decision)
+
+
+def test_a_childs_own_indicators_replace_the_contacts_for_that_child() -> None:
+    children = [
+        ref_kid("BABY", dob=BABY_11_MONTHS, indicators={"injury_observed": False}),
+        ref_kid("OLDER", dob=SEVEN),
+    ]
+    decision = decide(referral(["18C"], children=children, injury_observed=True))
+    assert "R4-INJ-BABY" not in rule_ids(decision)
+    assert "R4-PHYS" in rule_ids(decision)
+
+
+def test_each_child_gets_its_own_level_outcome_rag_agency_and_rules() -> None:
+    # DOMAIN "Per child": facts about one child give that child's level; the contact
+    # takes the highest. Neglect: the four-year-old is R3-NEGLECT, the seven-year-old
+    # R2-NEGLECT (early help).
+    contact = referral(["16A"], children=[ref_kid("YOUNG", dob=FOUR), ref_kid("OLDER", dob=SEVEN)])
+    decision = decide(contact)
+    assert (decision.level, decision.outcome) == (3, "initial_assessment")
+    young, older = decision.subjects
+    assert (young.subject_id, young.level, young.outcome, young.rag) == (
+        "YOUNG",
+        3,
+        "initial_assessment",
+        "amber",
+    )
+    assert [h.id for h in young.rules] == ["R3-NEGLECT"]
+    assert young.target_agency is None
+    assert (older.subject_id, older.level, older.outcome, older.rag) == (
+        "OLDER",
+        2,
+        "single_agency",
+        "green",
+    )
+    assert [h.id for h in older.rules] == ["R2-NEGLECT"]
+    assert older.target_agency == "early_help"
+
+
+def test_a_sibling_of_a_child_at_level_4_is_at_least_level_3() -> None:
+    contact = referral(
+        ["1B"],
+        children=[
+            ref_kid("BABY", dob=BABY_11_MONTHS, indicators={"injury_observed": True}),
+            ref_kid("OLDER", dob=SEVEN),
+        ],
+    )
+    baby, older = decide(contact).subjects
+    assert baby.level == 4
+    assert baby.rules[0].id == "R4-INJ-BABY"
+    assert older.level == 3
+    assert [h.id for h in older.rules] == ["R3-SIBLING", "R2-PARENT"]
+
+
+def test_a_child_no_rule_holds_for_gets_the_fallback() -> None:
+    contact = police(
+        dash="medium", children=[kid("IN", present=True), kid("OUT", present=False, resident=False)]
+    )
+    inside, outside = decide(contact).subjects
+    assert (inside.level, outside.level) == (3, 1)
+    assert [h.id for h in outside.rules] == ["R1-NONE"]
+    assert outside.outcome == "no_further_action"

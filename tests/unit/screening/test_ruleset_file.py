@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,14 @@ import yaml
 from services.screening.engine import RULESETS_DIR, RuleSetError, load_rule_set
 from services.screening.rules import RULE_SET_VERSION, default_rule_set
 
-SHIPPED = RULESETS_DIR / "default-v1.yaml"
+SHIPPED = RULESETS_DIR / "default-v2.yaml"
 SHIPPED_DATA: dict[str, Any] = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
 
 
 def test_shipped_rule_set_loads_by_name_and_by_path() -> None:
     by_name = load_rule_set()
     by_path = load_rule_set(str(SHIPPED))
-    assert by_name.version == "default-v1" == RULE_SET_VERSION
+    assert by_name.version == "default-v2" == RULE_SET_VERSION
     assert by_name.content_hash == by_path.content_hash == load_rule_set(SHIPPED).content_hash
     assert by_name.rules == by_path.rules
     assert default_rule_set() is default_rule_set()
@@ -112,7 +113,7 @@ def _unknown_concern(d: dict[str, Any]) -> None:
 
 
 def _bad_count(d: dict[str, Any]) -> None:
-    rule(d, "R3-MISSING")["when"] = {"count_at_least": {"missing_episodes": 3}}
+    rule(d, "R3-MISSING")["when"] = {"count_at_least": {"missing_episode": 3}}
 
 
 def _bad_age(d: dict[str, Any]) -> None:
@@ -216,10 +217,43 @@ def test_missing_file_and_unknown_name(tmp_path: Path) -> None:
         load_rule_set("default-v9")
 
 
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        ({"da_notification": 365}, "windows: unknown count 'da_notification'"),
+        ({"da_notifications": 0}, "windows: da_notifications must be 1 to 730 days"),
+        ({"da_notifications": 731}, "windows: da_notifications must be 1 to 730 days"),
+        ({"missing_episodes": "90"}, "windows: missing_episodes needs a whole number of days"),
+        ([90], "windows: expected a mapping"),
+    ],
+)
+def test_bad_windows_are_refused_with_one_clear_line(
+    tmp_path: Path, windows: Any, message: str
+) -> None:
+    data = copy.deepcopy(SHIPPED_DATA)
+    data["windows"] = windows
+    with pytest.raises(RuleSetError, match=re.escape(message)) as caught:
+        load_rule_set(str(write(tmp_path, data)))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_window_is_read_from_the_file(tmp_path: Path) -> None:
+    data = copy.deepcopy(SHIPPED_DATA)
+    data["windows"]["da_notifications"] = 180
+    assert load_rule_set(str(write(tmp_path, data))).windows.da_notifications == 180
+
+
+def test_the_previous_rule_set_still_loads_with_its_count_names() -> None:
+    # default-v1 decisions stay explainable and comparable in whatif.
+    v1 = load_rule_set("default-v1")
+    assert "R3-DA-BABY" not in {r.id for r in v1.rules}
+    assert v1.windows == load_rule_set().windows
+
+
 def test_codes_may_be_written_as_bare_numbers(tmp_path: Path) -> None:
     data = copy.deepcopy(SHIPPED_DATA)
     rule(data, "R2-HOUSING")["when"] = {
-        "all": [{"referral_source": [4]}, {"only_factors_in": [20, 21]}]
+        "all": [{"referral_source": [4]}, {"only_factors_in": [20, 21, "3A"]}]
     }
     rule_set = load_rule_set(str(write(tmp_path, data)))
     assert [r.id for r in rule_set.rules] == [r.id for r in load_rule_set().rules]

@@ -93,8 +93,8 @@ def test_help_into_a_closed_pipe_exits_141_without_a_traceback(
         ["simulate", "--count", "300", "--to-file", "-"],
         ["simulate", "--count", "30", "--to-file", "sim.jsonl", "--json"],
         ["simulate", "--count", "30", "--to-file", "sim.jsonl"],  # the rich table
-        ["whatif", "contacts.jsonl", "--candidate", "default-v1", "--json"],
-        ["whatif", "contacts.jsonl", "--candidate", "default-v1"],
+        ["whatif", "contacts.jsonl", "--candidate", "default-v2", "--json"],
+        ["whatif", "contacts.jsonl", "--candidate", "default-v2"],
     ],
 )
 def test_output_into_a_closed_pipe_exits_141_without_a_traceback(
@@ -147,7 +147,7 @@ def test_whatif_reads_contacts_from_stdin_and_writes_json_to_stdout(
     assert set(body) == WHATIF_KEYS
     assert (body["screened"], body["moved_count"]) == (2, 1)
     assert body["candidate"]["path"] == str(rules)
-    assert body["baseline"]["path"] == "default-v1", "the name given, not the install's path"
+    assert body["baseline"]["path"] == "default-v2", "the name given, not the install's path"
     assert err == ""
 
 
@@ -203,7 +203,7 @@ def test_whatif_errors_are_one_mash_line_naming_what_was_typed(
     contacts_file(tmp_path)
     candidate(tmp_path, "level: 4\n", "level: 5\n", version="bad-v1")
     for rule_set, says in (
-        ("default-v2", "rule set default-v2: no shipped rule set 'default-v2'"),
+        ("default-v9", "rule set default-v9: no shipped rule set 'default-v9'"),
         ("bad-v1.yaml", "rule set bad-v1.yaml: rule R4-SEX: level must be 1, 2, 3 or 4"),
         ("nope.yaml", "rule set nope.yaml: cannot read rule set"),
     ):
@@ -212,7 +212,7 @@ def test_whatif_errors_are_one_mash_line_naming_what_was_typed(
         assert says in line
         assert str(RULESETS_DIR) not in line
         assert str(tmp_path) not in line
-    assert main(["whatif", "missing.jsonl", "--candidate", "default-v1"]) == 1
+    assert main(["whatif", "missing.jsonl", "--candidate", "default-v2"]) == 1
     assert one_error_line(capsys) == (
         "mash: error: cannot read missing.jsonl (No such file or directory)"
     )

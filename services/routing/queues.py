@@ -1,7 +1,9 @@
 """Where a decision puts each child — pure, no I/O, no clock reads.
 
-DOMAIN.md, "Threshold levels" and "Open cases": each child of an effective decision gets
-one queue item on its hub's queue for the outcome (none for no further action). A child
+DOMAIN.md, "Threshold levels", "Per child" and "Open cases": each child of an effective
+decision gets one queue item on its hub's queue for the child's own outcome (none for no
+further action): a rules decision screens each child (``Decision.subjects``), a
+practitioner's decision applies to every child. A child
 whose case is already open goes to the queue holding that case, as an update — unless
 the new level is 4 and the open case is not on s47, which escalates the case to s47. A
 later decision about the same contact (a practitioner override) moves the child's item:
@@ -24,7 +26,7 @@ from datetime import datetime
 from typing import Literal, cast
 
 from schemas.base import QueueName
-from schemas.events import Decision, QueueItem
+from schemas.events import Decision, DecisionSubject, QueueItem
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.routing.deadlines import DeadlineConfig, deadlines_for
@@ -138,9 +140,26 @@ def _same_place(kept: OpenItem, item: QueueItem) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class ChildScreening:
+    """What the decision says about one child: its own, else the decision's."""
+
+    level: int
+    outcome: str
+    rag: str
+    target_agency: str | None
+
+    @classmethod
+    def of(cls, decision: Decision, subject: DecisionSubject) -> ChildScreening:
+        """The child's own screening when the decision gives one (rules decisions)."""
+        if subject.level is None or subject.outcome is None or subject.rag is None:
+            return cls(decision.level, decision.outcome, decision.rag, decision.target_agency)
+        return cls(subject.level, subject.outcome, subject.rag, subject.target_agency)
+
+
 def _place_child(
     decision: Decision,
-    subject_id: str,
+    subject: DecisionSubject,
     open_items: Sequence[OpenItem],
     flagged_only: bool,
     routed_at: datetime,
@@ -148,6 +167,8 @@ def _place_child(
     calendar: Callable[[str], WorkingCalendar],
 ) -> Placement:
     # Items this contact already has from an earlier decision: the override moves them.
+    subject_id = subject.subject_id
+    child = ChildScreening.of(decision, subject)
     earlier = [
         i
         for i in open_items
@@ -157,13 +178,13 @@ def _place_child(
     closures: list[Closure] = []
     new_id = queue_item_id(decision.decision_id, subject_id)
     kind: PlacementKind
-    if case is not None and decision.level == 4 and case.queue != "s47":
+    if case is not None and child.level == 4 and case.queue != "s47":
         kind, hub, queue, update = "escalation", case.hub, "s47", False
         closures.append(Closure(case, "escalated", new_id))
     elif case is not None:
         kind, hub, queue, update = "open_case_update", case.hub, case.queue, True
     else:
-        target = QUEUE_FOR_OUTCOME[decision.outcome]
+        target = QUEUE_FOR_OUTCOME[child.outcome]
         if target is None:
             closures += [Closure(i, "moved", None) for i in earlier]
             return Placement(subject_id, "none", closed=tuple(closures))
@@ -178,13 +199,13 @@ def _place_child(
         subject_id=subject_id,
         hub=hub,
         queue=cast(QueueName, queue),
-        outcome=decision.outcome,
-        target_agency=decision.target_agency,
-        rag=decision.rag,
+        outcome=child.outcome,
+        target_agency=child.target_agency,
+        rag=child.rag,
         deadlines=deadlines_for(
             queue,
-            decision.rag,
-            decision.target_agency,
+            child.rag,
+            child.target_agency,
             decision.received_at,
             decision.decided_at,
             calendar(hub),
@@ -226,7 +247,7 @@ def plan_routing(
     placements = tuple(
         _place_child(
             decision,
-            s.subject_id,
+            s,
             open_items.get(s.subject_id, ()),
             flagged_only,
             routed_at,

@@ -234,3 +234,58 @@ def test_multi_child_decision_places_each_child_on_its_own() -> None:
     ]
     # Items in two hubs and queues: mash.routed.v1 names the decision's own.
     assert (result.hub, result.queue) == (NWC, "initial-assessment")
+
+
+# --- per child (DOMAIN "Per child") --------------------------------------------------------
+
+
+def per_child(
+    subject_id: str, level: int, outcome: str, rag: str, agency: str | None = None
+) -> dict[str, object]:
+    """A subject as a rules decision gives it: the child's own screening."""
+    return {
+        "subject_id": subject_id,
+        "child_ref": f"C-{subject_id}",
+        "level": level,
+        "outcome": outcome,
+        "rag": rag,
+        "target_agency": agency,
+        "rules": [{"id": "R-TEST", "reason": "A test rule."}],
+    }
+
+
+def test_each_child_goes_to_the_queue_of_its_own_level() -> None:
+    subjects = [
+        per_child("s-baby", 4, "s47", "red"),
+        per_child("s-sibling", 3, "initial_assessment", "amber"),
+        per_child("s-elder", 2, "single_agency", "green", "early_help"),
+        per_child("s-none", 1, "no_further_action", "blue"),
+    ]
+    d = decision(outcome="s47", level=4, rag="red", target_agency=None, subjects=subjects)
+    result = plan(d)
+    assert [(p.subject_id, p.kind) for p in result.placements][-1] == ("s-none", "none")
+    assert [(i.subject_id, i.queue, i.outcome, i.rag, i.target_agency) for i in result.opened] == [
+        ("s-baby", "s47", "s47", "red", None),
+        ("s-sibling", "initial-assessment", "initial_assessment", "amber", None),
+        ("s-elder", "single-agency", "single_agency", "green", "early_help"),
+    ]
+    # Each item runs its own queue's clocks.
+    clocks = {i.subject_id: set(i.deadlines) for i in result.opened}
+    assert "strategy_discussion" in clocks["s-baby"]
+    assert "assessment" in clocks["s-sibling"]
+    assert "single_agency_acknowledgement" in clocks["s-elder"]
+
+
+def test_only_a_child_at_level_4_escalates_its_open_case() -> None:
+    subjects = [
+        per_child("s-baby", 4, "s47", "red"),
+        per_child("s-sibling", 3, "initial_assessment", "amber"),
+    ]
+    d = decision(outcome="s47", level=4, rag="red", target_agency=None, subjects=subjects)
+    result = plan(
+        d,
+        open_item("single-agency", subject_id="s-baby", item_id="QI-BABY"),
+        open_item("single-agency", subject_id="s-sibling", item_id="QI-SIB"),
+    )
+    kinds = {p.subject_id: p.kind for p in result.placements}
+    assert kinds == {"s-baby": "escalation", "s-sibling": "open_case_update"}

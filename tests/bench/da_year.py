@@ -3,7 +3,7 @@ the pure engine and history (no Kafka, no database), with the outcome split prin
 the source review's (DOMAIN.md: about 30% no further action, 40% single agency, 7-13%
 initial assessment, 24-27% s47). A comparison to read, not a test: it asserts nothing.
 
-    python -m tests.bench.da_year [--notifications 10000] [--seed 7] [--rule-set default-v1]
+    python -m tests.bench.da_year [--notifications 10000] [--seed 7] [--rule-set default-v2]
         [--jsonl out.jsonl]
 
 The generator is seeded and deliberately simple; its assumptions (below) are the knobs,
@@ -35,7 +35,7 @@ from typing import Any
 
 from schemas import examples as ex
 from schemas.events import Contact
-from services.screening.engine import RuleSet, evaluate, load_rule_set
+from services.screening.engine import DEFAULT_RULE_SET, RuleSet, evaluate, load_rule_set
 from services.screening.history import HistoryBook
 from services.screening.whatif import OUTCOMES
 
@@ -130,7 +130,7 @@ def simulate(notifications: int = 10_000, seed: int = 7) -> list[Contact]:
 
 def screen_all(contacts: Iterable[Contact], rule_set: RuleSet) -> tuple[Counter[str], Counter[str]]:
     """(outcome counts, rule-hit counts) for ``contacts`` screened in order."""
-    book = HistoryBook()
+    book = HistoryBook(windows=rule_set.windows)
     outcomes: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     for contact in contacts:
@@ -163,7 +163,7 @@ def main() -> None:
     )
     parser.add_argument("--notifications", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rule-set", default="default-v1")
+    parser.add_argument("--rule-set", default=DEFAULT_RULE_SET)
     parser.add_argument("--jsonl", type=Path, help="also write the contacts as JSONL")
     args = parser.parse_args()
     contacts = simulate(args.notifications, args.seed)

@@ -23,12 +23,22 @@ Conventions (DOMAIN.md, Deadlines):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays
 from pydantic import BaseModel, ConfigDict, model_validator
 
+if TYPE_CHECKING:
+    from schemas.events import Contact
+
 LONDON = ZoneInfo("Europe/London")
+
+
+def incident_date(contact: Contact) -> date:
+    """The London calendar date ages, windows and Operation Encompass are measured on: the
+    incident's, else the receipt's."""
+    return (contact.incident_at or contact.received_at).astimezone(LONDON).date()
 
 
 class OfficeHours(BaseModel):

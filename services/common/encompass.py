@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date
 
 from schemas.events import Contact, ContactChild
-from services.common.calendar import LONDON
+from services.common.calendar import incident_date
 
 #: Compulsory school age in England, in whole years on the incident date.
 SCHOOL_AGE_YEARS = range(5, 16)
@@ -24,11 +24,6 @@ SCHOOL_AGE_YEARS = range(5, 16)
 def applies(contact: Contact) -> bool:
     """Whether the contact is a police domestic-abuse notification (the scheme's trigger)."""
     return contact.source.kind == "police" and contact.incident_type == "domestic_abuse"
-
-
-def incident_day(contact: Contact) -> date:
-    """The London date of the incident (the receipt when there is none)."""
-    return (contact.incident_at or contact.received_at).astimezone(LONDON).date()
 
 
 def age_on(born: date, day: date) -> int:
@@ -53,5 +48,5 @@ def required(contact: Contact) -> bool:
     police desk told of a covered child whose school cannot be told automatically."""
     if not applies(contact):
         return False
-    day = incident_day(contact)
+    day = incident_date(contact)
     return any(covered(child, day) for child in contact.children)

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Literal
 
 from schemas.events import Contact, ContactChild
-from services.common.calendar import WorkingCalendar
-from services.common.encompass import applies, covered, incident_day
+from services.common.calendar import WorkingCalendar, incident_date
+from services.common.encompass import applies, covered
 from services.common.ids import derive_id
 from services.notifications.firewall import Disclosure, disclose
 
@@ -65,7 +65,7 @@ def school_notices(contact: Contact, calendar: WorkingCalendar) -> Encompass:
     if not applies(contact):
         return Encompass()
     incident_at = contact.incident_at or contact.received_at
-    day = incident_day(contact)
+    day = incident_date(contact)
     due_by = calendar.next_school_day_at(incident_at)
     notices: list[SchoolNotice] = []
     unmatched: list[Unmatched] = []

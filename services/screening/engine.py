@@ -23,7 +23,7 @@ from schemas.base import FactorCode, Outcome, Rag, ReferralSource
 from schemas.events import Contact, ContactChild, Decision, DecisionSubject, RuleHit
 from schemas.inbound import DashRisk, Disclosure, IncidentType, Indicators
 from services.common import encompass
-from services.common.calendar import LONDON
+from services.common.calendar import incident_date
 from services.common.ids import derive_id
 
 __all__ = [
@@ -107,11 +107,6 @@ class ScreeningHistory:
         ]
         if any(count < 0 for count in counts):
             raise ValueError("screening history counts cannot be negative")
-
-
-def incident_date(contact: Contact) -> date:
-    """The London calendar date ages and windows are measured on: incident, else receipt."""
-    return (contact.incident_at or contact.received_at).astimezone(LONDON).date()
 
 
 def age_in_years(child: ContactChild, on: date) -> int | None:

@@ -106,6 +106,25 @@ def _child(ref: str, family_name: str, born: str, **more: Any) -> dict[str, Any]
     )
 
 
+def _low_graded_police(reference: str, day: str, kid: dict[str, Any]) -> PoliceNotification:
+    """A PPN-low notification of a child coming to notice, at home with ``kid`` on ``day``."""
+    return PoliceNotification.model_validate(
+        ex.police_notification(
+            notification_id=reference,
+            incident_type="child_coming_to_notice",
+            occurred_at=f"{day}T08:00:00+00:00",
+            reported_at=f"{day}T09:00:00+00:00",
+            location_postcode=ex.POSTCODE_SOUTH,
+            crime_reference=None,
+            ppn_grade="low",
+            dash_risk=None,
+            dash_score=None,
+            factors=[],
+            children=[{**kid, "present_at_incident": True, "resident": True}],
+        )
+    )
+
+
 async def test_each_child_of_a_sibling_group_gets_its_own_queue(
     world: Isolated, pipeline: ServiceProcesses
 ) -> None:
@@ -141,22 +160,7 @@ async def test_a_linked_contact_is_not_a_re_referral_and_a_later_one_is(
     world: Isolated, pipeline: ServiceProcesses
 ) -> None:
     kid = _child("C-LINK", "Example-Link", "2016-11-02")
-    police_kid = {**kid, "present_at_incident": True, "resident": True}
-    police = PoliceNotification.model_validate(
-        ex.police_notification(
-            notification_id="WM-LINK-1",
-            incident_type="child_coming_to_notice",
-            occurred_at="2024-03-12T08:00:00+00:00",
-            reported_at="2024-03-12T09:00:00+00:00",
-            location_postcode=ex.POSTCODE_SOUTH,
-            crime_reference=None,
-            ppn_grade="low",
-            dash_risk=None,
-            dash_score=None,
-            factors=[],
-            children=[police_kid],
-        )
-    )
+    police = _low_graded_police("WM-LINK-1", "2024-03-12", kid)
     await _send(world, INBOUND_POLICE, "WM-LINK-1", POLICE_SOURCE, police)
     first = await _screened(world, "WM-LINK-1")
     # The school reports the same day: the same incident by another channel.
@@ -181,25 +185,10 @@ async def test_the_third_low_graded_police_notification_in_90_days_escalates(
     world: Isolated, pipeline: ServiceProcesses
 ) -> None:
     kid = _child("C-ESC", "Example-Esc", "2012-04-04")
-    police_kid = {**kid, "present_at_incident": True, "resident": True}
     seen = []
     for n, day in enumerate(("2024-01-10", "2024-02-10", "2024-03-12"), start=1):
         reference = f"WM-ESC-{n}"
-        notification = PoliceNotification.model_validate(
-            ex.police_notification(
-                notification_id=reference,
-                incident_type="child_coming_to_notice",
-                occurred_at=f"{day}T08:00:00+00:00",
-                reported_at=f"{day}T09:00:00+00:00",
-                location_postcode=ex.POSTCODE_SOUTH,
-                crime_reference=None,
-                ppn_grade="low",
-                dash_risk=None,
-                dash_score=None,
-                factors=[],
-                children=[police_kid],
-            )
-        )
+        notification = _low_graded_police(reference, day, kid)
         await _send(world, INBOUND_POLICE, reference, POLICE_SOURCE, notification)
         seen.append(await _screened(world, reference))
     assert ["R3-ESCALATE" in s["rules"] for s in seen] == [False, False, True]

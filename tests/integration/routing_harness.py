@@ -48,6 +48,11 @@ def queue_update(queue_item_id: str, status: str, **overrides: Any) -> QueueUpda
     )
 
 
+def breach_pairs(records: list[Record]) -> list[tuple[str, str]]:
+    """(queue item id, deadline) of each breach record, sorted."""
+    return sorted((r.json()["queue_item_id"], r.json()["deadline"]) for r in records)
+
+
 def write_clock(path: Path, now: datetime) -> None:
     """Write routing's "now" (atomically: the process never reads half a file)."""
     tmp = path.with_suffix(".tmp")

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 import pytest
 
 from services.common.topics import DECISIONS
-from tests.integration.routing_harness import RoutingUnderTest, decision, queue_update
+from tests.integration.routing_harness import (
+    RoutingUnderTest,
+    breach_pairs,
+    decision,
+    queue_update,
+)
 from tests.support import Record, Stack, fetch, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,13 +50,8 @@ async def routed_item(routing: RoutingUnderTest, **overrides: object) -> str:
     return item_id
 
 
-def pairs(records: list[Record]) -> list[tuple[str, str]]:
-    """(queue item id, deadline) of each breach record, in topic order per partition."""
-    return sorted((r.json()["queue_item_id"], r.json()["deadline"]) for r in records)
-
-
 def has(item_id: str, deadline: str) -> Callable[[list[Record]], bool]:
-    return lambda records: (item_id, deadline) in pairs(records)
+    return lambda records: (item_id, deadline) in breach_pairs(records)
 
 
 async def breached_rows(routing: RoutingUnderTest) -> list[tuple[str, str]]:
@@ -81,7 +81,7 @@ async def test_each_missed_clock_breaches_once_and_met_clocks_never(
     # Past the strategy discussion deadline.
     routing.set_clock(datetime(2024, 3, 13, 3, 10, tzinfo=UTC))
     records = await routing.breaches_until(has(sentinel, "strategy_discussion"))
-    assert pairs(records) == sorted(
+    assert breach_pairs(records) == sorted(
         [
             (on_time, "strategy_discussion"),
             (sentinel, "strategy_discussion"),
@@ -110,7 +110,7 @@ async def test_each_missed_clock_breaches_once_and_met_clocks_never(
             (late, "acknowledge_referrer"),
         ]
     )
-    assert pairs(records) == expected
+    assert breach_pairs(records) == expected
     assert len({r.headers["ce_id"] for r in records}) == len(records)
     assert await breached_rows(routing) == expected
     assert (
@@ -147,7 +147,7 @@ async def test_a_restart_between_the_deadline_and_the_breach_emits_it_exactly_on
     routing.set_clock(datetime(2024, 3, 13, 4, 0, tzinfo=UTC))
     routing.processes.start("routing")
     records = await routing.breaches_until(has(early_id, "strategy_discussion"))
-    assert pairs(records) == [(early_id, "strategy_discussion")]
+    assert breach_pairs(records) == [(early_id, "strategy_discussion")]
 
     # Crash it (SIGKILL: no graceful anything) and bring it back past the later deadline.
     await routing.outbox_drained()
@@ -161,10 +161,10 @@ async def test_a_restart_between_the_deadline_and_the_breach_emits_it_exactly_on
     assert replay.outcome == "duplicate_decision"
     records = await routing.breaches_until(has(later_id, "strategy_discussion"))
     # The restarted process scanned (the later breach is there): still one for early.
-    assert pairs(records) == sorted(
+    assert breach_pairs(records) == sorted(
         [(early_id, "strategy_discussion"), (later_id, "strategy_discussion")]
     )
-    assert await breached_rows(routing) == pairs(records)
+    assert await breached_rows(routing) == breach_pairs(records)
 
 
 async def test_a_clock_already_run_out_when_routed_breaches_with_the_routing(
@@ -182,7 +182,7 @@ async def test_a_clock_already_run_out_when_routed_breaches_with_the_routing(
     )
     assert rows[0]["n"] == 2
     records = await routing.breaches_until(lambda rs: len(rs) >= 2)
-    assert pairs(records) == sorted(
+    assert breach_pairs(records) == sorted(
         [
             (item["queue_item_id"], "acknowledge_referrer"),
             (item["queue_item_id"], "strategy_discussion"),
@@ -220,6 +220,6 @@ async def test_two_routing_workers_scanning_together_breach_each_clock_once(
     total = len(first_wave) + len(second_wave)
     records = await routing.breaches_until(lambda rs: len(rs) >= total)
     expected = sorted((i, "strategy_discussion") for i in first_wave + second_wave)
-    assert pairs(records) == expected
+    assert breach_pairs(records) == expected
     assert len({r.headers["ce_id"] for r in records}) == total
     assert await breached_rows(routing) == expected

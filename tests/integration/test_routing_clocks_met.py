@@ -29,7 +29,12 @@ from services.common.ids import derive_id
 from services.common.topics import CONTACTS, DECISIONS, PRACTITIONER_DECISIONS, ROUTED
 from services.screening.practitioner import held_event_id
 from tests.integration.harness import Handled
-from tests.integration.routing_harness import RoutingUnderTest, decision, queue_update
+from tests.integration.routing_harness import (
+    RoutingUnderTest,
+    breach_pairs,
+    decision,
+    queue_update,
+)
 from tests.integration.screening_harness import child, police_contact
 from tests.support import Record, Stack, fetch, wait_until
 
@@ -50,13 +55,8 @@ async def routing(
     await harness.stop()
 
 
-def pairs(records: list[Record]) -> list[tuple[str, str]]:
-    """(queue item id, deadline) of each breach record, sorted."""
-    return sorted((r.json()["queue_item_id"], r.json()["deadline"]) for r in records)
-
-
 def has(item_id: str, deadline: str) -> Callable[[list[Record]], bool]:
-    return lambda records: (item_id, deadline) in pairs(records)
+    return lambda records: (item_id, deadline) in breach_pairs(records)
 
 
 def released(held: Decision) -> Decision:
@@ -133,7 +133,7 @@ async def test_a_held_s47_is_on_the_queue_with_its_clock_and_breaches_once_if_mi
     # other one breaches, once.
     routing.set_clock(datetime(2024, 3, 13, 3, 5, 11, tzinfo=UTC))
     records = await routing.breaches_until(has(late_id, "screening_decision"))
-    assert pairs(records) == [(late_id, "screening_decision")]
+    assert breach_pairs(records) == [(late_id, "screening_decision")]
 
     # Its late release meets the clock late: no second breach.
     assert (await routing.route(released(late))).outcome == "released"
@@ -154,7 +154,7 @@ async def test_a_held_s47_is_on_the_queue_with_its_clock_and_breaches_once_if_mi
             has(late_id, "strategy_discussion")(rs) and has(on_time_id, "strategy_discussion")(rs)
         )
     )
-    assert [p for p in pairs(records) if p[1] == "screening_decision"] == [
+    assert [p for p in breach_pairs(records) if p[1] == "screening_decision"] == [
         (late_id, "screening_decision")
     ]
     assert len(await routed_events(routing, late.decision_id)) == 1
@@ -209,7 +209,7 @@ async def test_held_by_screening_shown_by_routing_and_released_by_the_practition
     # the acknowledgement breaches (no notifications here), the screening decision never.
     routing.set_clock(datetime(2024, 3, 14, 9, 0, tzinfo=UTC))
     records = await routing.breaches_until(has(item_id, "acknowledge_referrer"))
-    assert pairs(records) == [(item_id, "acknowledge_referrer")]
+    assert breach_pairs(records) == [(item_id, "acknowledge_referrer")]
 
 
 # --- item 8: the ICPC clock is met by the conference ----------------------------------------
@@ -246,7 +246,7 @@ async def test_holding_the_icpc_meets_its_clock(routing: RoutingUnderTest) -> No
 
     routing.set_clock(datetime(2024, 4, 5, 9, 0, tzinfo=UTC))
     records = await routing.breaches_until(has(missed_id, "icpc"))
-    assert [p for p in pairs(records) if p[1] == "icpc"] == [(missed_id, "icpc")]
+    assert [p for p in breach_pairs(records) if p[1] == "icpc"] == [(missed_id, "icpc")]
 
 
 # --- item 7: the acknowledge-referrer clock is met by the acknowledgement --------------------

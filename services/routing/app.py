@@ -259,7 +259,13 @@ class Routing:
         conn = batch[0].conn
         now = self.clock()
         updates = [(r.event.id, _update_of(r)) for r in batch]
-        state = await store.load_lifecycle(conn, [u.queue_item_id for _, u in updates])
+        state = await store.load_lifecycle(
+            conn,
+            [u.queue_item_id for _, u in updates],
+            discussions=[
+                u.queue_item_id for _, u in updates if u.status == "strategy_discussion_held"
+            ],
+        )
         steps = plan_updates(updates, state, now, self.config, self.calendar)
         await self._write_updates(conn, update_writes(steps), now)
         for received, step in zip(batch, steps, strict=True):
@@ -278,7 +284,8 @@ class Routing:
 
     async def _announce_update(self, received: Received, step: UpdateStep, now: datetime) -> None:
         """Set an update's outcome (or refusal) and emit the item's new status, then the
-        breaches the step claimed."""
+        siblings' items that joined the strategy discussion it records, then the breaches
+        the step claimed."""
         if step.unknown_item:
             received.refused = Rejected.unknown_reference(
                 "queue_item_id", "no queue item has this id"
@@ -296,6 +303,15 @@ class Routing:
             data=item,
             time=now,
         )
+        for joined in step.joined:
+            # Once: the discussion it joins is recorded held once.
+            await received.emit(
+                queue_topic(joined.hub, joined.queue),
+                key=joined.subject_id,
+                event_id=status_event_id(joined.queue_item_id, "strategy_discussion_joined"),
+                data=joined,
+                time=now,
+            )
         for claimed in step.breaches:
             await self._announce_breach(received, claimed, now)
         self.runtime.log.info(

@@ -166,6 +166,8 @@ def open_item_of(item: QueueItem) -> OpenItem:
         open_case_update=item.open_case_update,
         routed_at=item.routed_at,
         awaiting_practitioners=item.awaiting_practitioners,
+        joins_strategy_discussion_of=item.joins_strategy_discussion_of,
+        step_up=item.step_up,
     )
 
 
@@ -330,6 +332,16 @@ class RecordView:
         self._put(as_stored(item))
         step.opened.append(item)
         decision = step.decision
+        detail: dict[str, object] = {
+            "decision_id": decision.decision_id,
+            "source": decision.source,
+            "open_case_update": item.open_case_update,
+        }
+        # Only when set, so that other items' rows read as they always did.
+        if item.step_up:
+            detail["step_up"] = True
+        if item.joins_strategy_discussion_of is not None:
+            detail["joins_strategy_discussion_of"] = item.joins_strategy_discussion_of
         step.history.append(
             HistoryEntry(
                 queue_item_id=item.queue_item_id,
@@ -339,11 +351,7 @@ class RecordView:
                 to_status="open",
                 at=item.routed_at,
                 actor=ROUTING_ACTOR,
-                detail={
-                    "decision_id": decision.decision_id,
-                    "source": decision.source,
-                    "open_case_update": item.open_case_update,
-                },
+                detail=detail,
             )
         )
 

@@ -9,6 +9,13 @@ An item whose s47 routing awaits practitioners (the hub's confirmation gate) is 
 queue so the hold is seen and its clock runs, but the s47 work has not been decided yet:
 until police and children's social care confirm it (or a practitioner overrides it, which
 moves the item) the hub can only acknowledge it.
+
+A sibling's item that joins the strategy discussion of an s47 item (R3-SIBLING,
+``joins_strategy_discussion_of``) hears of it when the discussion is recorded as held
+(:func:`join_discussion_held`): the hub working the sibling sees that the discussion took
+place and its outcome. That is all: the sibling's status and clocks are its own queue's
+(its assessment still runs), and s47 enquiries for the sibling are a practitioner's
+decision (an override, which moves the sibling's item to s47).
 """
 
 from __future__ import annotations
@@ -112,3 +119,13 @@ def apply_update(
         met=clocks_met_by(update.status, config) & set(item.deadlines),
         started=started,
     )
+
+
+def join_discussion_held(item: QueueItem, discussion: QueueItem) -> QueueItem | None:
+    """``item``, a sibling's item joining the strategy discussion of ``discussion`` (an s47
+    item just recorded ``strategy_discussion_held``), once it takes the discussion's
+    outcome; None when there is nothing to change (the item is closed, or does not join
+    that discussion)."""
+    if item.status == "closed" or item.joins_strategy_discussion_of != discussion.queue_item_id:
+        return None
+    return item.model_copy(update={"strategy_outcome": discussion.strategy_outcome})

@@ -10,6 +10,20 @@ later decision about the same contact (a practitioner override) moves the child'
 the old one is closed, the new one opened, and both stay on record; a decision that
 leaves the placement as it was keeps the item (and its running clocks).
 
+DOMAIN.md, "Per child": a sibling of a level-4 child in the same contact (rule
+``R3-SIBLING``, below level 4 itself) joins that child's strategy discussion: its item names
+the s47 item on which the same decision puts the level-4 child (the first one, in the
+decision's order, when several children are at level 4) — wherever the sibling's own item
+goes (its own queue, or an open case it updates).
+
+DOMAIN.md, "Identity and history": a child with an open early-help case and a level-3
+concern steps up to assessment (``DecisionSubject.step_up``): a new initial-assessment item
+with the assessment's own clocks, in the decision's hub, marked ``step_up`` — not an update
+of the early-help case, whether the council holds that case or routing does (an open
+single-agency item stays open: it is the other agency's to close). Only where routing
+already holds the child's case on an assessment queue (initial assessment or s47) is the
+contact an update of that case, as any other: the child is past early help already.
+
 DOMAIN.md, "Domestic-abuse joint screening": an automated s47 decision held by the hub's
 confirmation gate (``Decision.awaiting_practitioners``) is placed exactly as it would be
 without the gate — so the hold is on the hub's queue, never invisible — but its items are
@@ -42,7 +56,12 @@ QUEUE_FOR_OUTCOME: dict[str, str | None] = {
 #: When a child has several open items, the case is held by the most serious queue.
 QUEUE_SEVERITY: dict[str, int] = {"s47": 3, "initial-assessment": 2, "single-agency": 1}
 
-PlacementKind = Literal["new", "open_case_update", "escalation", "unchanged", "released", "none"]
+#: The rule that lifts a sibling of a level-4 child (DOMAIN.md "Per child").
+SIBLING_RULE = "R3-SIBLING"
+
+PlacementKind = Literal[
+    "new", "step_up", "open_case_update", "escalation", "unchanged", "released", "none"
+]
 ClosureKind = Literal["moved", "escalated"]
 
 
@@ -61,6 +80,8 @@ class OpenItem:
     open_case_update: bool
     routed_at: datetime
     awaiting_practitioners: bool = False
+    joins_strategy_discussion_of: str | None = None
+    step_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,12 +152,22 @@ def open_case_of(items: Sequence[OpenItem]) -> OpenItem | None:
 
 
 def _same_place(kept: OpenItem, item: QueueItem) -> bool:
-    return (kept.hub, kept.queue, kept.target_agency, kept.rag, kept.open_case_update) == (
+    return (
+        kept.hub,
+        kept.queue,
+        kept.target_agency,
+        kept.rag,
+        kept.open_case_update,
+        kept.joins_strategy_discussion_of,
+        kept.step_up,
+    ) == (
         item.hub,
         item.queue,
         item.target_agency,
         item.rag,
         item.open_case_update,
+        item.joins_strategy_discussion_of,
+        item.step_up,
     )
 
 
@@ -157,6 +188,26 @@ class ChildScreening:
         return cls(subject.level, subject.outcome, subject.rag, subject.target_agency)
 
 
+def joins_strategy_discussion(subject: DecisionSubject) -> bool:
+    """Whether the child, below level 4 itself, is the sibling of a level-4 child of the
+    contact (rule ``R3-SIBLING``): it joins that child's strategy discussion."""
+    return (
+        subject.level is not None
+        and subject.level < 4
+        and any(hit.id == SIBLING_RULE for hit in subject.rules)
+    )
+
+
+def _steps_up(child: ChildScreening, subject: DecisionSubject, case: OpenItem | None) -> bool:
+    """Whether the child steps up from early help to a new assessment: screening says so
+    (level 3), and routing holds no case of the child's on an assessment queue already."""
+    return (
+        subject.step_up
+        and child.outcome == "initial_assessment"
+        and (case is None or QUEUE_SEVERITY[case.queue] < QUEUE_SEVERITY["initial-assessment"])
+    )
+
+
 def _place_child(
     decision: Decision,
     subject: DecisionSubject,
@@ -165,7 +216,9 @@ def _place_child(
     routed_at: datetime,
     config: DeadlineConfig,
     calendar: Callable[[str], WorkingCalendar],
+    discussion: str | None = None,
 ) -> Placement:
+    """Place one child; ``discussion`` is the s47 item whose strategy discussion it joins."""
     # Items this contact already has from an earlier decision: the override moves them.
     subject_id = subject.subject_id
     child = ChildScreening.of(decision, subject)
@@ -181,6 +234,10 @@ def _place_child(
     if case is not None and child.level == 4 and case.queue != "s47":
         kind, hub, queue, update = "escalation", case.hub, "s47", False
         closures.append(Closure(case, "escalated", new_id))
+    elif _steps_up(child, subject, case):
+        # A new assessment, not an update of the early-help case (held by the council, or
+        # by routing on the single-agency queue, where it stays open).
+        kind, hub, queue, update = "step_up", decision.hub, "initial-assessment", False
     elif case is not None:
         kind, hub, queue, update = "open_case_update", case.hub, case.queue, True
     else:
@@ -218,6 +275,8 @@ def _place_child(
         status="open",
         routed_at=routed_at,
         awaiting_practitioners=held,
+        joins_strategy_discussion_of=discussion,
+        step_up=kind == "step_up",
     )
     if len(earlier) == 1 and _same_place(earlier[0], item):
         # A confirmation (or an override that changes nothing here): the item and its
@@ -237,26 +296,52 @@ def plan_routing(
     """What ``decision`` does to each of its children's queue items.
 
     ``open_items`` maps each child's subject id to its open items (any contact);
-    ``calendar`` gives a hub's working calendar (its office hours).
+    ``calendar`` gives a hub's working calendar (its office hours). The children who join a
+    strategy discussion are placed once the others are, so that their items can name the
+    s47 item of the discussion (:func:`strategy_discussion_of`).
     """
     flagged_only = decision.open_case and not any(
         i.contact_id != decision.contact_id
         for s in decision.subjects
         for i in open_items.get(s.subject_id, ())
     )
-    placements = tuple(
-        _place_child(
+
+    def place(subject: DecisionSubject, discussion: str | None = None) -> Placement:
+        return _place_child(
             decision,
-            s,
-            open_items.get(s.subject_id, ()),
+            subject,
+            open_items.get(subject.subject_id, ()),
             flagged_only,
             routed_at,
             config,
             calendar,
+            discussion,
         )
-        for s in decision.subjects
+
+    placed = {
+        i: place(s) for i, s in enumerate(decision.subjects) if not joins_strategy_discussion(s)
+    }
+    discussion = strategy_discussion_of(decision, placed)
+    placements = tuple(
+        placed[i] if i in placed else place(s, discussion) for i, s in enumerate(decision.subjects)
     )
     return routing_plan(decision, placements)
+
+
+def strategy_discussion_of(decision: Decision, placed: Mapping[int, Placement]) -> str | None:
+    """The s47 item whose strategy discussion the siblings of the decision join: the item of
+    the first child (in the decision's order) at level 4 that ``placed`` (child index ->
+    placement) has on the s47 queue; None when no child is."""
+    for index, subject in enumerate(decision.subjects):
+        placement = placed.get(index)
+        current = None if placement is None else placement.current
+        if (
+            current is not None
+            and current[2] == "s47"
+            and ChildScreening.of(decision, subject).level == 4
+        ):
+            return current[0]
+    return None
 
 
 def routing_plan(decision: Decision, placements: tuple[Placement, ...]) -> RoutingPlan:

@@ -52,6 +52,8 @@ def item_from_row(row: asyncpg.Record) -> QueueItem:
             "closure_reason": row["closure_reason"],
             "replaced_by": row["replaced_by"],
             "awaiting_practitioners": row["awaiting_practitioners"],
+            "joins_strategy_discussion_of": row["joins_strategy_discussion_of"],
+            "step_up": row["step_up"],
         }
     )
 
@@ -112,10 +114,14 @@ async def _decisions_seen(
     return applied, superseded_by, held
 
 
-async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> LifecycleState:
+async def load_lifecycle(
+    conn: Connection, queue_item_ids: Sequence[str], discussions: Sequence[str] = ()
+) -> LifecycleState:
     """The items a batch of queue updates names and their clocks, locked until the
     transaction ends, with when each item's referrer was acknowledged (two statements,
-    whatever the batch's size)."""
+    whatever the batch's size). With them, the items that join the strategy discussions
+    of ``discussions`` (items the batch records a discussion held on), locked too: the
+    discussion's outcome reaches them."""
     ids = sorted(set(queue_item_ids))
     items = await conn.fetch(
         """
@@ -123,9 +129,11 @@ async def load_lifecycle(conn: Connection, queue_item_ids: Sequence[str]) -> Lif
         FROM queue_items q
         LEFT JOIN feedback f ON f.contact_id = q.contact_id AND f.kind = 'acknowledgement'
         WHERE q.queue_item_id = ANY($1::text[])
+           OR q.joins_strategy_discussion_of = ANY($2::text[])
         ORDER BY q.queue_item_id FOR UPDATE OF q
         """,
         ids,
+        sorted(set(discussions)),
     )
     clocks = await conn.fetch(
         """
@@ -187,12 +195,12 @@ async def insert_items(conn: Connection, items: Sequence[QueueItem]) -> set[str]
         """
         INSERT INTO queue_items (queue_item_id, contact_id, decision_id, subject_id, hub, queue,
             outcome, rag, target_agency, status, deadlines, open_case_update, routed_at,
-            awaiting_practitioners)
-        SELECT i, c, d, s, h, q, o, r, t, st, dl::jsonb, u, at, w
+            awaiting_practitioners, joins_strategy_discussion_of, step_up)
+        SELECT i, c, d, s, h, q, o, r, t, st, dl::jsonb, u, at, w, j, su
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[],
-                    $13::timestamptz[], $14::bool[])
-            WITH ORDINALITY AS v(i, c, d, s, h, q, o, r, t, st, dl, u, at, w, n)
+                    $13::timestamptz[], $14::bool[], $15::text[], $16::bool[])
+            WITH ORDINALITY AS v(i, c, d, s, h, q, o, r, t, st, dl, u, at, w, j, su, n)
         ORDER BY n
         ON CONFLICT (queue_item_id) DO NOTHING
         RETURNING queue_item_id
@@ -211,6 +219,8 @@ async def insert_items(conn: Connection, items: Sequence[QueueItem]) -> set[str]
         [i.open_case_update for i in items],
         [i.routed_at for i in items],
         [i.awaiting_practitioners for i in items],
+        [i.joins_strategy_discussion_of for i in items],
+        [i.step_up for i in items],
     )
     return {r["queue_item_id"] for r in rows}
 

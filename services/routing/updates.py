@@ -29,6 +29,13 @@ Why a batch gives the same result as its updates one by one (one transaction eac
   the time it was issued, see :mod:`services.routing.deadlines`) in the first valid step on
   the item, before that step's own meetings and claim: one by one, that step would have
   met it the same way, and the later ones read it met.
+- A strategy discussion recorded as held reaches the siblings' items that join it
+  (:func:`~services.routing.lifecycle.join_discussion_held`): one by one read them (locked)
+  with the s47 item and wrote their outcome in the same transaction. The view holds them
+  from the start (read with the batch's items, locked for the whole transaction) and the
+  step changes them in the view, so a later update of a sibling's item sees the outcome
+  as one by one did; the step claims none of their clocks (it meets none), and announces
+  them after the s47 item.
 """
 
 from __future__ import annotations
@@ -41,7 +48,12 @@ from schemas.events import QueueItem
 from schemas.inbound import QueueUpdate
 from services.common.calendar import WorkingCalendar
 from services.routing.deadlines import ACKNOWLEDGE_REFERRER, REFERRER_ACKNOWLEDGED, DeadlineConfig
-from services.routing.lifecycle import InvalidTransition, Transition, apply_update
+from services.routing.lifecycle import (
+    InvalidTransition,
+    Transition,
+    apply_update,
+    join_discussion_held,
+)
 from services.routing.rows import (
     ClockRow,
     DueBreach,
@@ -57,7 +69,8 @@ class LifecycleState:
     """What a batch of queue updates reads from the record before it applies them."""
 
     items: Sequence[QueueItem]
-    """The items the batch's updates name (those that exist)."""
+    """The items the batch's updates name (those that exist), and the items that join the
+    strategy discussions the batch records held."""
     clocks: Sequence[ClockRow]
     """Every clock of those items."""
     acknowledged: Mapping[str, datetime] = field(default_factory=dict)
@@ -82,6 +95,11 @@ class UpdateStep:
     history: HistoryEntry | None = None
     breaches: list[DueBreach] = field(default_factory=list)
     """The item's clocks breached once this step applied, in claim order."""
+    joined: list[QueueItem] = field(default_factory=list)
+    """Siblings' items that join the strategy discussion this step records held, as they
+    become (with its outcome)."""
+    joined_history: list[HistoryEntry] = field(default_factory=list)
+    """One history row for each item of ``joined``."""
 
 
 class LifecycleView:
@@ -89,6 +107,13 @@ class LifecycleView:
 
     def __init__(self, state: LifecycleState) -> None:
         self.items: dict[str, QueueItem] = {i.queue_item_id: i for i in state.items}
+        self.joining: dict[str, list[str]] = {}
+        """s47 item id -> the ids of the items that join its strategy discussion."""
+        for item in state.items:
+            if item.joins_strategy_discussion_of is not None:
+                self.joining.setdefault(item.joins_strategy_discussion_of, []).append(
+                    item.queue_item_id
+                )
         self.acknowledged: dict[str, datetime] = dict(state.acknowledged)
         self.clocks: dict[str, dict[str, ClockRow]] = {}
         for clock in state.clocks:
@@ -120,6 +145,7 @@ class LifecycleView:
             # As the record gives it back (timestamptz comes back in UTC): a breach of this
             # clock names its due time as one by one named it.
             clocks.setdefault(name, ClockRow(item.queue_item_id, name, due.astimezone(UTC)))
+        joined, joined_history = self._join(event_id, update, transition)
         return UpdateStep(
             event_id,
             update,
@@ -143,7 +169,44 @@ class LifecycleView:
                 },
             ),
             breaches=self._claim(item, clocks, now),
+            joined=joined,
+            joined_history=joined_history,
         )
+
+    def _join(
+        self, event_id: str, update: QueueUpdate, transition: Transition
+    ) -> tuple[list[QueueItem], list[HistoryEntry]]:
+        """The siblings' items that take the outcome of the strategy discussion ``update``
+        records held, in id order, and their history rows (none for another step)."""
+        if update.status != "strategy_discussion_held":
+            return [], []
+        discussion = transition.item
+        joined: list[QueueItem] = []
+        history: list[HistoryEntry] = []
+        for item_id in sorted(self.joining.get(discussion.queue_item_id, ())):
+            sibling = self.items[item_id]
+            changed = join_discussion_held(sibling, discussion)
+            if changed is None:
+                continue
+            self.items[item_id] = changed
+            joined.append(changed)
+            history.append(
+                HistoryEntry(
+                    queue_item_id=item_id,
+                    action="strategy_discussion_joined",
+                    cause=event_id,
+                    from_status=sibling.status,
+                    to_status=changed.status,
+                    at=update.at,
+                    actor=update.by,
+                    detail={
+                        "event_id": event_id,
+                        "strategy_discussion_of": discussion.queue_item_id,
+                        "strategy_outcome": discussion.strategy_outcome,
+                    },
+                )
+            )
+        return joined, history
 
     def _acknowledge(self, item_id: str, clocks: dict[str, ClockRow]) -> MetClocks | None:
         """Meet the item's acknowledge-referrer clock, if still unmet, by the referrer's
@@ -211,10 +274,12 @@ def update_writes(steps: Sequence[UpdateStep]) -> UpdateWrites:
             clocks = started.setdefault(item.queue_item_id, {})
             for name, due in step.transition.started.items():
                 clocks.setdefault(name, due)
+        for joined in step.joined:
+            items[joined.queue_item_id] = joined
     return UpdateWrites(
         items=list(items.values()),
         started={i: clocks for i, clocks in started.items() if clocks},
         met=[m for s in steps for m in (s.acknowledged, s.met) if m is not None and m.names],
         breaches=[b for s in steps for b in s.breaches],
-        history=[s.history for s in steps if s.history is not None],
+        history=[h for s in steps for h in (s.history, *s.joined_history) if h is not None],
     )

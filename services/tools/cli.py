@@ -43,6 +43,7 @@ from services.tools.replay import (
     run_replay,
 )
 from services.tools.simulate import (
+    ASSUMPTIONS,
     DEFAULT_START,
     SimulationRequest,
     Summary,
@@ -125,8 +126,7 @@ examples:
   # as JSON
   mash simulate --weeks 4 --calibration my-mix.yaml --to-file month.jsonl --json
 
-The same seed and options always give byte-identical messages. The mix (sources,
-incident types, DASH, repeats, households, bad messages) is services/tools/simulation.yaml.
+The same seed and options always give byte-identical messages.
 """
 
 WHATIF_EXAMPLES = """\
@@ -134,7 +134,7 @@ examples:
   # your draft is a changed copy of a shipped rule set (services/screening/rulesets/)
   mash replay --from-topic mash.contacts.v1 --to-file contacts.jsonl
   mash whatif contacts.jsonl --candidate ./draft-rules.yaml
-  mash whatif contacts.jsonl --baseline default-v2 --candidate ./draft-rules.yaml \\
+  mash whatif contacts.jsonl --baseline default-v3 --candidate ./draft-rules.yaml \\
       --csv moved.csv --json whatif.json
   # straight from the topic (- is stdin), the result as JSON on stdout
   mash replay --from-topic mash.contacts.v1 --to-file - \\
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate seeded, reproducible synthetic police notifications and"
         " referrals (with bad messages) about obviously fictional people, calibrated to"
         " the hub's figures, into a JSONL file or onto the inbound topics.",
-        epilog=SIMULATE_EXAMPLES,
+        epilog=f"{ASSUMPTIONS}\n{SIMULATE_EXAMPLES}",
         formatter_class=_FORMATTER,
     )
     _common(simulate)

@@ -47,6 +47,41 @@ from services.tools.stdio import is_stdio
 
 #: The shipped calibration.
 DEFAULT_CALIBRATION = Path(__file__).with_name("simulation.yaml")
+
+#: What ``mash simulate --help`` says the simulator assumes: the shipped calibration's
+#: figures (tests/unit/tools/test_simulate.py checks them against ``simulation.yaml``) and
+#: what the generator below does with them.
+ASSUMPTIONS = """\
+assumptions (the shipped calibration's figures; --calibration changes them):
+  traffic    about 1,000 contacts a week city-wide (--count, --weeks), over every day of
+             the period: 45% police notifications (55% of them domestic abuse), the rest
+             referrals from the census sources. Nothing else: no practitioner decisions,
+             queue updates, council case status or partner responses.
+  grades     domestic abuse DASH standard 62%, medium 10%, high 28% (PPN grade low,
+             medium, high to match); other police notifications low 50%, medium 35%,
+             high 15%.
+  children   households of 1-4 children (50/30/13/7%), unborn to 17. Domestic abuse
+             names every child of the household; other contacts one child, with its
+             siblings 25% of the time (referrals) or 30% (police neglect and abuse).
+  repeats    20% of contacts are about a household already contacted in the period (no
+             history before it); a police repeat after domestic abuse is domestic abuse
+             again at least 60% of the time, so incidents build up.
+  times      police at any hour, busiest in the evening, 0.5-18 hours after the
+             incident; referrals 85% in office hours (Mon-Fri 08:00-18:00).
+  places     the topology's areas (South 28%), 3% out of area (B90, B43), 1% of no
+             fixed abode.
+  rates      1% bad messages on top (--bad-rate), each built for one dead-letter
+             reason; 10% structured mode; --rate caps messages a second (default none).
+Calibration: services/tools/simulation.yaml. Volume, repeats and the South's share are
+DOMAIN.md's "Figures from the source review" (Birmingham 2012-13; volume and repeats
+2022); children's presence at domestic abuse is tuned so screening lands near its split
+(about 30% no further action, 40% single agency, 7-13% initial assessment, 24-27% s47);
+the rest are guesses, marked as such in the file.
+Synthetic people only: fictional names ("Testchild Example-Oak"), NHS numbers from the
+999 test range, Ofcom drama-range phone numbers, .example e-mail addresses and a fixed
+narrative; nothing is read from a real system.
+"""
+
 #: Where a simulation starts unless told (a Monday); fixed so output never depends on today.
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 

@@ -10,12 +10,14 @@ interferes (breaches are tested in test_routing_breaches.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from schemas import examples as ex
 from schemas.events import Decision
 from services.common.calendar import LONDON
 from services.common.topics import DEAD_LETTER
@@ -402,3 +404,160 @@ async def _open_counts(routing: RoutingUnderTest) -> dict[tuple[str, str], int]:
         " GROUP BY hub, queue",
     )
     return {(r["hub"], r["queue"]): int(r["n"]) for r in rows}
+
+
+# --- per child: siblings, step-up, the council's open cases --------------------------------
+
+
+async def queue_events_until(
+    routing: RoutingUnderTest,
+    hub: str,
+    queue: str,
+    item_id: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+) -> list[dict[str, Any]]:
+    """An item's events on its queue topic, re-read until ``done(events)`` holds."""
+
+    async def look() -> list[dict[str, Any]] | None:
+        events = [
+            r.json()
+            for r in await routing.queue_events(hub, queue)
+            if r.json()["queue_item_id"] == item_id
+        ]
+        return events if done(events) else None
+
+    return await routing.wait(look, 30, f"the events of {item_id} on {hub} {queue}")
+
+
+async def test_a_sibling_is_assessed_and_joins_the_level_4_childs_strategy_discussion(
+    routing: RoutingUnderTest,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    # The sibling first: its item names an item the same statement inserts after it.
+    d = decision(
+        outcome="s47",
+        level=4,
+        rag="red",
+        hub=NWC,
+        subjects=[
+            ex.decision_subject(f"SIB-{tag}", 3, ["R3-SIBLING"]),
+            ex.decision_subject(f"BABY-{tag}", 4, ["R4-INJ-BABY"]),
+        ],
+    )
+    assert (await routing.route(d)).outcome == "routed"
+    items = {i["subject_id"]: i for i in await routing.items(d.contact_id)}
+    baby, sibling = items[f"BABY-{tag}"], items[f"SIB-{tag}"]
+    assert (baby["queue"], baby["joins_strategy_discussion_of"]) == ("s47", None)
+    assert (sibling["queue"], sibling["outcome"], sibling["joins_strategy_discussion_of"]) == (
+        "initial-assessment",
+        "initial_assessment",
+        baby["queue_item_id"],
+    )
+    (opened,) = await queue_events_until(
+        routing, NWC, "initial-assessment", sibling["queue_item_id"], lambda e: len(e) == 1
+    )
+    assert opened["joins_strategy_discussion_of"] == baby["queue_item_id"]
+    assert opened["strategy_outcome"] is None
+    clocks_before = await routing.deadlines(sibling["queue_item_id"])
+
+    # The hub records the strategy discussion on the baby's item: the sibling hears of it.
+    held = queue_update(
+        baby["queue_item_id"],
+        "strategy_discussion_held",
+        at="2024-03-13T01:00:00+00:00",
+        strategy_outcome="s47_single_agency",
+    )
+    assert (await routing.update(held)).outcome == "applied"
+    after = {i["subject_id"]: i for i in await routing.items(d.contact_id)}
+    assert (after[f"SIB-{tag}"]["status"], after[f"SIB-{tag}"]["strategy_outcome"]) == (
+        "open",
+        "s47_single_agency",
+    )
+    assert await routing.history(sibling["queue_item_id"]) == [
+        ("opened", None, "open"),
+        ("strategy_discussion_joined", "open", "open"),
+    ]
+    # Its own clocks are untouched: the assessment still runs.
+    assert await routing.deadlines(sibling["queue_item_id"]) == clocks_before
+    events = await queue_events_until(
+        routing, NWC, "initial-assessment", sibling["queue_item_id"], lambda e: len(e) == 2
+    )
+    assert [(e["status"], e["strategy_outcome"]) for e in events] == [
+        ("open", None),
+        ("open", "s47_single_agency"),
+    ]
+
+
+async def test_a_child_stepping_up_from_early_help_gets_a_new_assessment(
+    routing: RoutingUnderTest,
+) -> None:
+    early_help = decision(
+        outcome="single_agency", level=2, rag="green", target_agency="early_help", hub=ES
+    )
+    subject = early_help.subjects[0].subject_id
+    await routing.route(early_help)
+    (case,) = await routing.items(early_help.contact_id)
+    later = decision(
+        outcome="initial_assessment",
+        level=3,
+        rag="amber",
+        hub=NWC,
+        open_case=True,
+        subjects=[ex.decision_subject(subject, 3, ["R3-NEGLECT"], step_up=True)],
+    )
+    assert (await routing.route(later)).outcome == "routed"
+    (item,) = await routing.items(later.contact_id)
+    # A new assessment in the decision's hub, not an update of the early-help item.
+    assert (item["hub"], item["queue"], item["open_case_update"], item["step_up"]) == (
+        NWC,
+        "initial-assessment",
+        False,
+        True,
+    )
+    assert set(await routing.deadlines(item["queue_item_id"])) == {
+        "acknowledge_referrer",
+        "assessment",
+    }
+    (still,) = await routing.items(early_help.contact_id)
+    assert (still["queue_item_id"], still["status"]) == (case["queue_item_id"], "open")
+    (event,) = await queue_events_until(
+        routing, NWC, "initial-assessment", item["queue_item_id"], lambda e: len(e) == 1
+    )
+    assert (event["step_up"], event["open_case_update"]) == (True, False)
+
+
+async def test_a_contact_about_a_council_case_with_no_item_here_routes_every_child(
+    routing: RoutingUnderTest,
+) -> None:
+    # Decision.open_case is true because of the council's case management system: routing
+    # holds no item for these children. Each is routed by its own outcome; none dropped.
+    tag = uuid.uuid4().hex[:8]
+    d = decision(
+        outcome="s47",
+        level=4,
+        rag="red",
+        hub=ES,
+        open_case=True,
+        subjects=[
+            ex.decision_subject(f"L4-{tag}", 4, ["R4-SEX"]),
+            ex.decision_subject(f"L3-{tag}", 3, ["R3-EMO"]),
+            ex.decision_subject(f"L2-{tag}", 2, ["R2-SELFHARM"], target_agency="health"),
+            ex.decision_subject(f"L1-{tag}", 1, ["R1-NONE"]),
+            ex.decision_subject(f"EH-{tag}", 3, ["R3-NEGLECT"], step_up=True),
+        ],
+    )
+    assert (await routing.route(d)).outcome == "routed"
+    items = {i["subject_id"]: i for i in await routing.items(d.contact_id)}
+    placed = {
+        s: (i["hub"], i["queue"], i["open_case_update"], i["step_up"]) for s, i in items.items()
+    }
+    assert placed == {
+        f"L4-{tag}": (ES, "s47", True, False),
+        f"L3-{tag}": (ES, "initial-assessment", True, False),
+        f"L2-{tag}": (ES, "single-agency", True, False),
+        f"EH-{tag}": (ES, "initial-assessment", False, True),
+    }
+    assert "strategy_discussion" in await routing.deadlines(items[f"L4-{tag}"]["queue_item_id"])
+    assert "assessment" in await routing.deadlines(items[f"L3-{tag}"]["queue_item_id"])
+    (routed,) = await routing.routed(d.decision_id)
+    assert sorted(routed["queue_item_ids"]) == sorted(i["queue_item_id"] for i in items.values())

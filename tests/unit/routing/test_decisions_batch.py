@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import examples as ex
-from schemas.events import Decision, QueueItem
+from schemas.events import Decision, QueueItem, RuleHit
 from services.common.calendar import WorkingCalendar
 from services.routing import store
 from services.routing.app import Routing
@@ -279,11 +279,37 @@ def test_a_child_named_twice_gets_one_item() -> None:
     assert len(steps[0].plan.item_ids) == 2  # as routed one by one: the Routed event names both
 
 
+def test_the_opened_rows_say_which_sibling_joins_a_discussion_and_which_child_steps_up() -> None:
+    subjects = [
+        ex.decision_subject("BABY", 4, ["R4-INJ-BABY"]),
+        ex.decision_subject("SIB", 3, ["R3-SIBLING"]),
+        ex.decision_subject("STEP", 3, ["R3-EMO"], step_up=True),
+    ]
+    group = Decision.model_validate(
+        ex.decision(decision_id="D1", contact_id="C1", subjects=subjects, open_case=True)
+    )
+    (step,) = assert_same_as_one_by_one([group])
+    baby, sib, stepped = step.opened
+    details = {h.queue_item_id: dict(h.detail) for h in step.history}
+    # The open case (the council's early-help case of the stepping-up child) is no item
+    # here: the flag stays visible on the others; the new assessment is no update.
+    assert details[baby.queue_item_id] == {
+        "decision_id": "D1",
+        "source": "rules",
+        "open_case_update": True,
+    }
+    assert details[sib.queue_item_id]["joins_strategy_discussion_of"] == baby.queue_item_id
+    assert details[stepped.queue_item_id]["step_up"] is True
+    assert "step_up" not in details[sib.queue_item_id]
+
+
 @st.composite
 def decisions(draw: st.DrawFn) -> list[Decision]:
     """Decisions about two children from three contacts: overrides (of earlier or later
     decisions), repeats, several children, unknown hubs, every outcome, automated s47s held
-    by the confirmation gate and their releases."""
+    by the confirmation gate and their releases, sibling groups (the first child at level
+    4, the others joining its strategy discussion) and children stepping up from early
+    help."""
     out: list[Decision] = []
     for n in range(draw(st.integers(1, 8))):
         repeat: bool = draw(st.integers(0, 3)) == 0
@@ -297,21 +323,49 @@ def decisions(draw: st.DrawFn) -> list[Decision]:
             continue
         supersedes = draw(st.one_of(st.none(), st.integers(0, 8).map(lambda i: f"D{i}")))
         as_ = draw(st.sampled_from(OUTCOMES))
-        out.append(
-            decision(
-                f"D{n}",
-                draw(st.sampled_from(["C1", "C2", "C3"])),
-                draw(st.lists(st.sampled_from(["X", "Y"]), min_size=1, max_size=2)),
-                as_=as_,
-                hub=draw(st.sampled_from([NWC, NWC, ES, "four-areas-north"])),
-                source="rules" if supersedes is None else "practitioner",
-                supersedes_decision_id=supersedes,
-                awaiting_practitioners=supersedes is None
-                and as_[0] == "s47"
-                and draw(st.booleans()),
-            )
+        made = decision(
+            f"D{n}",
+            draw(st.sampled_from(["C1", "C2", "C3"])),
+            draw(st.lists(st.sampled_from(["X", "Y"]), min_size=1, max_size=2)),
+            as_=as_,
+            hub=draw(st.sampled_from([NWC, NWC, ES, "four-areas-north"])),
+            source="rules" if supersedes is None else "practitioner",
+            supersedes_decision_id=supersedes,
+            awaiting_practitioners=supersedes is None and as_[0] == "s47" and draw(st.booleans()),
         )
+        if supersedes is None and draw(st.booleans()):
+            made = per_child(made)
+        out.append(made)
     return out
+
+
+def per_child(d: Decision) -> Decision:
+    """``d`` screened child by child: an s47 decision about a sibling group (the first
+    child at level 4, the others lifted by R3-SIBLING), or an assessment whose children
+    step up from early help."""
+    if d.outcome == "s47":
+        first, *others = d.subjects
+        subjects = [
+            first.model_copy(update={"level": 4, "outcome": "s47", "rag": "red", "rules": d.rules}),
+            *(
+                s.model_copy(
+                    update={
+                        "level": 3,
+                        "outcome": "initial_assessment",
+                        "rag": "amber",
+                        "rules": [RuleHit(id="R3-SIBLING", reason="A sibling.")],
+                    }
+                )
+                for s in others
+            ),
+        ]
+    elif d.outcome == "initial_assessment":
+        subjects = [s.model_copy(update={"step_up": True}) for s in d.subjects]
+    else:
+        return d
+    return Decision.model_validate(
+        {**d.model_dump(), "subjects": [s.model_dump() for s in subjects]}
+    )
 
 
 @settings(max_examples=150, deadline=None)

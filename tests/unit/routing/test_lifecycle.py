@@ -12,7 +12,7 @@ from schemas.events import QueueItem
 from schemas.inbound import QueueUpdate
 from services.common.calendar import LONDON, WorkingCalendar
 from services.routing.deadlines import load_deadline_config
-from services.routing.lifecycle import InvalidTransition, apply_update
+from services.routing.lifecycle import InvalidTransition, apply_update, join_discussion_held
 
 CAL = WorkingCalendar()
 CONFIG = load_deadline_config()
@@ -200,3 +200,38 @@ def test_an_item_awaiting_practitioners_can_only_be_acknowledged() -> None:
     acknowledged = apply_update(held, update("acknowledged"), CONFIG, CAL)
     assert acknowledged.item.status == "acknowledged"
     assert acknowledged.item.awaiting_practitioners is True  # still held
+
+
+# --- a sibling joining the strategy discussion (R3-SIBLING) --------------------------------
+
+
+def test_a_sibling_takes_the_outcome_of_the_discussion_it_joins_and_keeps_the_rest() -> None:
+    baby = item()
+    held = apply_update(baby, update("strategy_discussion_held"), CONFIG, CAL).item
+    sibling = item(
+        "initial-assessment",
+        "acknowledged",
+        queue_item_id="QI-SIBLING",
+        subject_id="SUBJ-SIBLING",
+        outcome="initial_assessment",
+        rag="amber",
+        joins_strategy_discussion_of=baby.queue_item_id,
+    )
+    joined = join_discussion_held(sibling, held)
+    assert joined is not None
+    assert joined.strategy_outcome == "s47_joint"
+    # Its own status, time and clocks: the assessment still runs.
+    assert joined.model_dump(exclude={"strategy_outcome"}) == sibling.model_dump(
+        exclude={"strategy_outcome"}
+    )
+    # Once it has the outcome, the sibling's own steps keep it.
+    completed = apply_update(joined, update("assessment_completed"), CONFIG, CAL).item
+    assert completed.strategy_outcome == "s47_joint"
+
+
+def test_a_closed_item_or_one_joining_another_discussion_is_left_alone() -> None:
+    held = apply_update(item(), update("strategy_discussion_held"), CONFIG, CAL).item
+    other = item("initial-assessment", joins_strategy_discussion_of="QI-ANOTHER")
+    closed = item("initial-assessment", "closed", joins_strategy_discussion_of=held.queue_item_id)
+    assert join_discussion_held(other, held) is None
+    assert join_discussion_held(closed, held) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,7 @@ from schemas import examples as ex
 from schemas.events import Decision
 from services.common.calendar import WorkingCalendar
 from services.routing.deadlines import load_deadline_config
+from services.routing.decisions import open_item_of
 from services.routing.queues import (
     OpenItem,
     RoutingPlan,
@@ -239,27 +241,12 @@ def test_multi_child_decision_places_each_child_on_its_own() -> None:
 # --- per child (DOMAIN "Per child") --------------------------------------------------------
 
 
-def per_child(
-    subject_id: str, level: int, outcome: str, rag: str, agency: str | None = None
-) -> dict[str, object]:
-    """A subject as a rules decision gives it: the child's own screening."""
-    return {
-        "subject_id": subject_id,
-        "child_ref": f"C-{subject_id}",
-        "level": level,
-        "outcome": outcome,
-        "rag": rag,
-        "target_agency": agency,
-        "rules": [{"id": "R-TEST", "reason": "A test rule."}],
-    }
-
-
 def test_each_child_goes_to_the_queue_of_its_own_level() -> None:
     subjects = [
-        per_child("s-baby", 4, "s47", "red"),
-        per_child("s-sibling", 3, "initial_assessment", "amber"),
-        per_child("s-elder", 2, "single_agency", "green", "early_help"),
-        per_child("s-none", 1, "no_further_action", "blue"),
+        ex.decision_subject("s-baby", 4),
+        ex.decision_subject("s-sibling", 3),
+        ex.decision_subject("s-elder", 2, target_agency="early_help"),
+        ex.decision_subject("s-none", 1),
     ]
     d = decision(outcome="s47", level=4, rag="red", target_agency=None, subjects=subjects)
     result = plan(d)
@@ -278,8 +265,8 @@ def test_each_child_goes_to_the_queue_of_its_own_level() -> None:
 
 def test_only_a_child_at_level_4_escalates_its_open_case() -> None:
     subjects = [
-        per_child("s-baby", 4, "s47", "red"),
-        per_child("s-sibling", 3, "initial_assessment", "amber"),
+        ex.decision_subject("s-baby", 4),
+        ex.decision_subject("s-sibling", 3),
     ]
     d = decision(outcome="s47", level=4, rag="red", target_agency=None, subjects=subjects)
     result = plan(
@@ -289,3 +276,221 @@ def test_only_a_child_at_level_4_escalates_its_open_case() -> None:
     )
     kinds = {p.subject_id: p.kind for p in result.placements}
     assert kinds == {"s-baby": "escalation", "s-sibling": "open_case_update"}
+
+
+# --- siblings join the strategy discussion (DOMAIN "Per child", R3-SIBLING) ----------------
+
+
+def sibling(subject_id: str, *rules: str) -> dict[str, object]:
+    """A child lifted to level 3 as the sibling of a child at level 4."""
+    return {
+        **ex.decision_subject(subject_id, 3),
+        "rules": [{"id": r, "reason": "A test rule."} for r in ("R3-SIBLING", *rules)],
+    }
+
+
+def at_level_4(subject_id: str, *rules: str) -> dict[str, object]:
+    return {
+        **ex.decision_subject(subject_id, 4),
+        "rules": [{"id": r, "reason": "A test rule."} for r in ("R4-INJ-BABY", *rules)],
+    }
+
+
+def sibling_group(*subjects: dict[str, object], **overrides: object) -> Decision:
+    return decision(
+        outcome="s47", level=4, rag="red", target_agency=None, subjects=list(subjects), **overrides
+    )
+
+
+def test_a_sibling_of_a_level_4_child_is_assessed_and_joins_its_strategy_discussion() -> None:
+    # The sibling comes first: it is placed after the child whose discussion it joins.
+    d = sibling_group(sibling("s-sibling"), at_level_4("s-baby"), hub=NWC)
+    result = plan(d)
+    by_child = {i.subject_id: i for i in result.opened}
+    baby, sib = by_child["s-baby"], by_child["s-sibling"]
+    assert baby.queue == "s47"
+    assert (sib.subject_id, sib.queue, sib.outcome) == (
+        "s-sibling",
+        "initial-assessment",
+        "initial_assessment",
+    )
+    assert sib.joins_strategy_discussion_of == baby.queue_item_id
+    assert baby.joins_strategy_discussion_of is None
+    # The sibling's own queue's clocks; the discussion's clock is the baby's.
+    assert "assessment" in sib.deadlines
+    assert "strategy_discussion" not in sib.deadlines
+    assert [p.subject_id for p in result.placements] == ["s-sibling", "s-baby"]
+
+
+def test_siblings_join_the_discussion_of_the_first_child_at_level_4() -> None:
+    # Two children at level 4 (each also a sibling of the other): each keeps its own s47
+    # item and discussion; the level-3 sibling joins the first one's.
+    d = sibling_group(
+        at_level_4("s-first", "R3-SIBLING"), at_level_4("s-second", "R3-SIBLING"), sibling("s-3")
+    )
+    by_child = {i.subject_id: i for i in plan(d).opened}
+    assert by_child["s-3"].joins_strategy_discussion_of == by_child["s-first"].queue_item_id
+    assert by_child["s-first"].joins_strategy_discussion_of is None
+    assert by_child["s-second"].joins_strategy_discussion_of is None
+
+
+def test_a_child_without_the_sibling_rule_joins_no_discussion() -> None:
+    d = sibling_group(at_level_4("s-baby"), ex.decision_subject("s-other", 3))
+    by_child = {i.subject_id: i for i in plan(d).opened}
+    assert by_child["s-other"].joins_strategy_discussion_of is None
+
+
+def test_a_sibling_joins_the_escalated_discussion_and_keeps_the_link_on_its_open_case() -> None:
+    # The baby's open assessment escalates to s47 (in the hub holding it); the sibling's
+    # contact updates its own open case, and still joins the baby's discussion.
+    d = sibling_group(at_level_4("s-baby"), sibling("s-sibling"), hub=NWC)
+    result = plan(
+        d,
+        open_item("initial-assessment", subject_id="s-baby", item_id="QI-BABY"),
+        open_item("single-agency", subject_id="s-sibling", item_id="QI-SIB", rag="green"),
+    )
+    kinds = {p.subject_id: p.kind for p in result.placements}
+    assert kinds == {"s-baby": "escalation", "s-sibling": "open_case_update"}
+    by_child = {i.subject_id: i for i in result.opened}
+    assert (by_child["s-baby"].hub, by_child["s-baby"].queue) == (ES, "s47")
+    assert by_child["s-sibling"].open_case_update is True
+    assert by_child["s-sibling"].joins_strategy_discussion_of == by_child["s-baby"].queue_item_id
+
+
+def test_a_later_decision_placing_the_children_alike_keeps_both_items() -> None:
+    first = sibling_group(at_level_4("s-baby"), sibling("s-sibling"))
+    opened = plan(first).opened
+    kept = [open_item_of(i) for i in opened]
+    again = sibling_group(
+        at_level_4("s-baby"),
+        sibling("s-sibling"),
+        decision_id="DEC-AGAIN",
+        supersedes_decision_id=first.decision_id,
+    )
+    result = plan(again, *kept)
+    assert [p.kind for p in result.placements] == ["unchanged", "unchanged"]
+    # Without the sibling's link the sibling's item would move: the link is part of where
+    # the child is.
+    unlinked = [
+        k if k.subject_id == "s-baby" else replace(k, joins_strategy_discussion_of=None)
+        for k in kept
+    ]
+    moved = plan(again, *unlinked)
+    assert [p.kind for p in moved.placements] == ["unchanged", "new"]
+    (opened_again,) = moved.opened
+    assert opened_again.joins_strategy_discussion_of == kept[0].queue_item_id
+
+
+# --- step-up from early help (DOMAIN "Identity and history") -------------------------------
+
+
+def stepping_up(subject_id: str = "SUBJ-TEST-0001") -> dict[str, object]:
+    return {**ex.decision_subject(subject_id, 3), "step_up": True}
+
+
+def assessment_decision(*subjects: dict[str, object], **overrides: object) -> Decision:
+    return decision(
+        outcome="initial_assessment",
+        level=3,
+        rag="amber",
+        target_agency=None,
+        subjects=list(subjects),
+        **overrides,
+    )
+
+
+def test_a_child_stepping_up_from_a_council_early_help_case_gets_a_new_assessment() -> None:
+    # The open case is the council's: routing holds none for the child.
+    d = assessment_decision(stepping_up(), open_case=True, hub=NWC)
+    (placement,) = plan(d).placements
+    assert placement.kind == "step_up"
+    item = placement.opened
+    assert item is not None
+    assert (item.hub, item.queue, item.step_up, item.open_case_update) == (
+        NWC,
+        "initial-assessment",
+        True,
+        False,
+    )
+    assert set(item.deadlines) == {"acknowledge_referrer", "assessment"}
+
+
+def test_a_child_stepping_up_from_routings_early_help_item_gets_a_new_assessment() -> None:
+    # Routing holds the early-help case on the single-agency queue: the child is assessed
+    # (not an update of that case), and the early-help item stays open for its agency.
+    early_help = open_item("single-agency", rag="green", target_agency="early_help")
+    d = assessment_decision(stepping_up(), open_case=True, hub=NWC)
+    (placement,) = plan(d, early_help).placements
+    assert placement.kind == "step_up"
+    assert placement.closed == ()
+    assert placement.opened is not None
+    assert (placement.opened.hub, placement.opened.queue) == (NWC, "initial-assessment")
+    assert (placement.opened.step_up, placement.opened.open_case_update) == (True, False)
+    assert "assessment" in placement.opened.deadlines
+
+
+@pytest.mark.parametrize("queue", ["initial-assessment", "s47"])
+def test_a_child_already_assessed_here_updates_its_case_rather_than_stepping_up(
+    queue: str,
+) -> None:
+    d = assessment_decision(stepping_up(), open_case=True)
+    (placement,) = plan(d, open_item(queue)).placements
+    assert placement.kind == "open_case_update"
+    assert placement.opened is not None
+    assert (placement.opened.queue, placement.opened.step_up) == (queue, False)
+
+
+def test_only_a_child_screened_for_assessment_steps_up() -> None:
+    # A step-up mark on a child routed elsewhere (or a practitioner's decision for all the
+    # children) does not make an assessment.
+    single = {
+        **ex.decision_subject("SUBJ-TEST-0001", 2, target_agency="early_help"),
+        "step_up": True,
+    }
+    d = decision(
+        outcome="single_agency", level=2, rag="green", target_agency="early_help", subjects=[single]
+    )
+    (placement,) = plan(d).placements
+    assert placement.opened is not None
+    assert (placement.opened.queue, placement.opened.step_up) == ("single-agency", False)
+
+
+# --- an open case routing does not hold (the council's) ------------------------------------
+
+
+def test_a_contact_about_a_council_case_routes_each_child_by_its_own_outcome() -> None:
+    # Decision.open_case is true because of the council's case management system: no
+    # queue item here holds the case. Every child is still routed by its own screening,
+    # with its own queue's clocks and the open-case flag visible; none is dropped.
+    subjects = [
+        ex.decision_subject("s-4", 4),
+        ex.decision_subject("s-3", 3),
+        ex.decision_subject("s-2", 2, target_agency="health"),
+        ex.decision_subject("s-1", 1),
+    ]
+    d = decision(
+        outcome="s47",
+        level=4,
+        rag="red",
+        target_agency=None,
+        subjects=subjects,
+        open_case=True,
+        hub=ES,
+    )
+    result = plan(d)
+    assert [(p.subject_id, p.kind) for p in result.placements] == [
+        ("s-4", "new"),
+        ("s-3", "new"),
+        ("s-2", "new"),
+        ("s-1", "none"),
+    ]
+    assert [(i.subject_id, i.hub, i.queue, i.open_case_update) for i in result.opened] == [
+        ("s-4", ES, "s47", True),
+        ("s-3", ES, "initial-assessment", True),
+        ("s-2", ES, "single-agency", True),
+    ]
+    clocks = {i.subject_id: set(i.deadlines) for i in result.opened}
+    assert "strategy_discussion" in clocks["s-4"]
+    assert "assessment" in clocks["s-3"]
+    assert "single_agency_acknowledgement" in clocks["s-2"]
+    assert result.closures == []

@@ -66,6 +66,20 @@ def items() -> list[QueueItem]:
     return found
 
 
+def sibling() -> QueueItem:
+    """An initial-assessment item of a sibling joining the s47 item's strategy discussion."""
+    s47 = items()[0]
+    return items()[1].model_copy(
+        update={
+            "queue_item_id": "QI-SIBLING",
+            "subject_id": "S-SIBLING",
+            "contact_id": s47.contact_id,
+            "decision_id": s47.decision_id,
+            "joins_strategy_discussion_of": s47.queue_item_id,
+        }
+    )
+
+
 def update(item_id: str, status: str, at: str, **kw: Any) -> QueueUpdate:
     codes: dict[str, Any] = {}
     if status == "strategy_discussion_held":
@@ -92,7 +106,7 @@ class Lifecycle:
         """The routed items, the referrers of those numbered in ``acknowledged`` (0 s47,
         1 initial assessment, 2 single agency) acknowledged at the time given."""
         found = cls()
-        for n, item in enumerate(items()):
+        for n, item in enumerate([*items(), sibling()]):
             if acknowledged and n in acknowledged:
                 found.acknowledged[item.queue_item_id] = acknowledged[n]
             found.items[item.queue_item_id] = as_stored(item)
@@ -102,8 +116,13 @@ class Lifecycle:
 
     def state(self, updates: Sequence[QueueUpdate]) -> LifecycleState:
         named = {u.queue_item_id for u in updates}
+        held = {u.queue_item_id for u in updates if u.status == "strategy_discussion_held"}
         return LifecycleState(
-            items=[i for k, i in sorted(self.items.items()) if k in named],
+            items=[
+                i
+                for k, i in sorted(self.items.items())
+                if k in named or i.joins_strategy_discussion_of in held
+            ],
             clocks=[c for k, c in sorted(self.clocks.items()) if k[0] in named],
             acknowledged={i: at for i, at in self.acknowledged.items() if i in named},
         )
@@ -192,11 +211,65 @@ def test_a_step_refused_in_a_batch_changes_nothing_for_the_steps_after_it() -> N
     ]
 
 
+def test_a_discussion_held_reaches_the_sibling_joining_it_in_the_same_batch() -> None:
+    s47 = items()[0].queue_item_id
+    steps = assert_same_as_one_by_one(
+        [
+            ("E1", update("QI-SIBLING", "acknowledged", TIMES[0])),
+            ("E2", update(s47, "strategy_discussion_held", TIMES[1], outcome="no_s47")),
+            ("E3", update("QI-SIBLING", "assessment_completed", TIMES[2])),
+        ],
+        NOWS[0],
+    )
+    acknowledged, held, completed = steps
+    assert acknowledged.joined == []
+    (joined,) = held.joined
+    assert (joined.queue_item_id, joined.status, joined.strategy_outcome) == (
+        "QI-SIBLING",
+        "acknowledged",
+        "no_s47",
+    )
+    assert [
+        (h.queue_item_id, h.action, h.from_status, h.to_status) for h in held.joined_history
+    ] == [("QI-SIBLING", "strategy_discussion_joined", "acknowledged", "acknowledged")]
+    # The discussion meets and starts none of the sibling's clocks.
+    assert held.met is not None
+    assert held.met.queue_item_id == s47
+    # The sibling's later step sees the outcome it took.
+    assert completed.transition is not None
+    assert completed.transition.item.strategy_outcome == "no_s47"
+    writes = update_writes(steps)
+    assert {i.queue_item_id: i.strategy_outcome for i in writes.items} == {
+        s47: "no_s47",
+        "QI-SIBLING": "no_s47",
+    }
+    assert [(m.queue_item_id, m.met_by) for m in writes.met] == [
+        ("QI-SIBLING", "acknowledged"),
+        (s47, "strategy_discussion_held"),
+        ("QI-SIBLING", "assessment_completed"),
+    ]
+    assert [h.action for h in writes.history] == [
+        "acknowledged",
+        "strategy_discussion_held",
+        "strategy_discussion_joined",
+        "assessment_completed",
+    ]
+
+
+def test_other_steps_on_the_s47_item_reach_no_sibling() -> None:
+    s47 = items()[0].queue_item_id
+    steps = assert_same_as_one_by_one(
+        [("E1", update(s47, "acknowledged", TIMES[0])), ("E2", update(s47, "closed", TIMES[1]))],
+        NOWS[0],
+    )
+    assert [s.joined for s in steps] == [[], []]
+
+
 @st.composite
 def batches(draw: st.DrawFn) -> list[tuple[str, QueueUpdate]]:
     """Steps on three items (and one unknown), valid or not, at times before and after
     their clocks run out."""
-    ids = [i.queue_item_id for i in items()] + ["QI-NOBODY"]
+    ids = [i.queue_item_id for i in [*items(), sibling()]] + ["QI-NOBODY"]
     return [
         (
             f"E{n}",

@@ -27,6 +27,17 @@ def test_every_command_has_help_with_examples(
     assert f"mash {command}" in out
 
 
+def test_simulate_help_states_the_simulators_assumptions(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for said in ("assumptions", "about 1,000 contacts a week", "Synthetic people only"):
+        assert said in out
+    assert "services/tools/simulation.yaml" in out
+
+
 def test_the_top_level_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--help"])

@@ -20,6 +20,7 @@ from services.tools.errors import UsageError
 from services.tools.jsonl import to_line
 from services.tools.simulate import (
     ADULT_NAMES,
+    ASSUMPTIONS,
     GIVEN_NAMES,
     Calibration,
     SimRecord,
@@ -254,3 +255,54 @@ def test_a_request_refuses_nonsense() -> None:
         SimulationRequest(bad_rate=1.5)
     with pytest.raises(UsageError):
         SimulationRequest(start=datetime(2026, 1, 5))  # naive: which timezone?
+
+
+# --- what --help says it assumes -----------------------------------------------------------
+
+
+def _share(weights: dict[str, float], key: str) -> str:
+    return f"{weights[key] / sum(weights.values()):.0%}"
+
+
+def test_the_stated_assumptions_are_the_shipped_calibrations_figures(
+    calibration: Calibration,
+) -> None:
+    """Every figure ``mash simulate --help`` states, worked out from simulation.yaml: a
+    changed calibration that leaves the help behind fails here."""
+    text = " ".join(ASSUMPTIONS.split())  # as one line: figures may wrap
+    police, households = calibration.police, calibration.households
+    children = households.children
+    stated = [
+        f"about {calibration.contacts_per_week:,} contacts a week",
+        f"{_share(calibration.sources, '6')} police notifications",
+        f"({_share(police.incident_types, 'domestic_abuse')} of them domestic abuse)",
+        "DASH standard {}, medium {}, high {}".format(
+            *(_share(police.dash_risk, k) for k in ("standard", "medium", "high"))
+        ),
+        "low {}, medium {}, high {}.".format(
+            *(_share(police.ppn_grade, k) for k in ("low", "medium", "high"))
+        ),
+        "households of 1-{} children ({}%)".format(
+            max(int(k) for k in children),
+            "/".join(_share(children, k).removesuffix("%") for k in sorted(children)),
+        ),
+        f"siblings {calibration.referrals.siblings_included_chance:.0%} of the time (referrals)"
+        f" or {police.siblings_included_chance:.0%} (police neglect and abuse)",
+        f"{calibration.repeats.share:.0%} of contacts are about a household already contacted",
+        f"at least {calibration.repeats.same_kind_chance:.0%} of the time",
+        "{}-{} hours after the incident".format(*(f"{h:g}" for h in police.report_delay_hours)),
+        f"referrals {calibration.referrals.office_hours_share:.0%} in office hours",
+        f"(South {_share(households.areas, 'south')}), "
+        f"{households.out_of_area_share:.0%} out of area "
+        f"({', '.join(households.out_of_area_districts)}), "
+        f"{households.no_fixed_abode_share:.0%} of no fixed abode",
+        f"{calibration.bad_messages.rate:.0%} bad messages",
+        f"{calibration.structured_mode_share:.0%} structured mode",
+    ]
+    missing = [figure for figure in stated if figure not in text]
+    assert missing == []
+    # The evening is the police's busiest time, as stated.
+    busiest = max(range(24), key=lambda h: police.hour_weights[h])
+    assert 17 <= busiest <= 22
+    # Its examples of fictional people are the generator's own.
+    assert "Testchild" in GIVEN_NAMES["female"]

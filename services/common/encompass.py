@@ -8,6 +8,12 @@ whose school the police gave: a four-year-old in a reception class or a sixteen-
 a school sixth form has a school looking after them every day, which is what the scheme is
 for. A covered child without a school URN or a name is not dropped: the notifications
 service hands them to the police desk. An unborn child is at no school.
+
+A **restricted** notification (a live investigation holds more than is shared) tells
+nobody: no school and no police desk. Its police detail is for the hub's s47 queue only,
+and a notice would carry it (the police reference, the incident time) to where word of the
+investigation could reach a suspect. The notifications service records each child it
+would have covered as withheld, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ def covered(child: ContactChild, day: date) -> bool:
 
 def required(contact: Contact) -> bool:
     """Whether the contact needs Operation Encompass action: a notice to a school, or the
-    police desk told of a covered child whose school cannot be told automatically."""
-    if not applies(contact):
+    police desk told of a covered child whose school cannot be told automatically. A
+    restricted notification needs none: its notices are withheld (module doc)."""
+    if not applies(contact) or contact.restricted:
         return False
     day = incident_date(contact)
     return any(covered(child, day) for child in contact.children)

@@ -144,6 +144,12 @@ class ServiceMetrics:
             ["reason"],
             registry=r,
         )
+        self.encompass_withheld = Counter(
+            "mash_encompass_withheld_total",
+            "Children of restricted police notifications whose school was not told.",
+            ["reason"],
+            registry=r,
+        )
         self.webhook_attempts = Counter(
             "mash_webhook_attempts_total",
             "Webhook delivery attempts, by result.",

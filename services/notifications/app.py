@@ -11,9 +11,17 @@ Each topic has a batch effect (``services/common/pipeline.py``): it loads the st
 batch needs set-based, decides every event in order in memory
 (:mod:`~services.notifications.plan`, which says why that equals one by one), writes the
 batch's rows with one statement per table, and emits, counts and logs only what was new.
-Statements per batch, whatever its size: contacts at most 5 (feedback, notices, unmatched
-children, disclosures, webhook deliveries); routings at most 5 (lock, read feedback,
-feedback, disclosures, webhook deliveries).
+Statements per batch, whatever its size: contacts at most 6 (feedback, notices, unmatched
+children, withheld children, disclosures, webhook deliveries; each only when the batch has
+such rows, and withheld children come only from restricted notifications); routings at
+most 5 (lock, read feedback, feedback, disclosures, webhook deliveries).
+
+A restricted police notification (a live investigation holds more than is shared) gets
+its acknowledgement, and its outcome once routed, like any other: those carry no police
+detail (the firewall's allow-lists). Its Operation Encompass notices are withheld
+(:mod:`~services.notifications.encompass`): each child is recorded in
+``encompass_withheld`` with the reason, logged by id and counted in
+``mash_encompass_withheld_total{reason}``.
 """
 
 from __future__ import annotations
@@ -60,6 +68,8 @@ class Written:
     """Ids of the feedback events and notices whose rows are new (they go out)."""
     unmatched: Set[tuple[str, str]]
     """(contact id, subject id) of the children newly left for the police desk."""
+    withheld: Set[tuple[str, str]]
+    """(contact id, subject id) of the children newly recorded as withheld."""
     to_deliver: Set[str]
     """Ids of the new feedback events with a webhook delivery."""
 
@@ -148,6 +158,9 @@ class Notifications:
                 for child in planned.unmatched:
                     if (child.contact_id, child.subject_id) in written.unmatched:
                         self._unmatched(received, child)
+                for held in planned.withheld:
+                    if (held.contact_id, held.subject_id) in written.withheld:
+                        self._withheld(received, held)
                 received.outcome = planned.outcome(written.issued)
 
     async def _write(self, conn: Connection, plans: Sequence[plan.Plan]) -> Written:
@@ -164,11 +177,12 @@ class Notifications:
             conn, [i.notice for i in issues if i.notice is not None]
         )
         unmatched = await store.insert_unmatched(conn, [c for p in plans for c in p.unmatched])
+        withheld = await store.insert_withheld(conn, [c for p in plans for c in p.withheld])
         new = [i for i in issues if i.event_id in issued]
         await store.insert_disclosures(conn, [self._disclosure_row(i) for i in new])
         deliveries = [row for i in new if (row := self._delivery_row(i)) is not None]
         await store.insert_deliveries(conn, deliveries)
-        return Written(issued, unmatched, frozenset(d.event_id for d in deliveries))
+        return Written(issued, unmatched, withheld, frozenset(d.event_id for d in deliveries))
 
     def _disclosure_row(self, issue: plan.Issue) -> store.DisclosureRow:
         """The audit of one event leaving on Kafka."""
@@ -260,6 +274,21 @@ class Notifications:
             subject_id=child.subject_id,
             reason=child.reason,
         )
+
+    def _withheld(self, received: Received, child: encompass.Withheld) -> None:
+        """Once committed, count and log (ids only) a child whose notice is withheld."""
+        metrics, log = self.runtime.metrics, self.runtime.log
+
+        def committed() -> None:
+            metrics.encompass_withheld.labels(reason=child.reason).inc()
+            log.info(
+                "encompass_withheld",
+                contact_id=child.contact_id,
+                subject_id=child.subject_id,
+                reason=child.reason,
+            )
+
+        received.after_commit(committed)
 
     async def watch_encompass(self) -> None:
         """Count notices as sent once the broker has them; keep the unsent gauge fresh."""

@@ -14,12 +14,23 @@ give is notified too. The age decides who *should* have a school: a school-age c
 hub cannot notify a school about is never dropped but returned as :class:`Unmatched` (no
 school URN, or no name to give the school) for the police desk to follow up, with the same
 due time.
+
+A **restricted** notification (``Contact.restricted``: a live investigation holds more than
+is shared) tells nobody: its police detail is for the hub's s47 queue only, and a notice
+carries that detail (the police reference, the incident time, whether the child was
+there) to a school, where word of the investigation could reach a suspect. The police
+desk is not handed its children either, since the desk's work is to tell the school by
+other means. Each child the scheme would have covered (notice or police desk) is returned
+as :class:`Withheld` instead, with the reason, for the service to record and count, so
+nothing is dropped silently. Screening's ``encompass_required`` is False on such a
+decision (:func:`services.common.encompass.required`), so the flag still says exactly
+whether a notice is sent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from schemas.events import Contact, ContactChild
@@ -29,6 +40,7 @@ from services.common.ids import derive_id
 from services.notifications.firewall import Disclosure, disclose
 
 UnmatchedReason = Literal["no_school_urn", "no_name"]
+WithheldReason = Literal["restricted_investigation"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,20 @@ class Unmatched:
 
 
 @dataclass(frozen=True)
+class Withheld:
+    """A child the scheme covers whose school is deliberately not told (module doc)."""
+
+    contact_id: str
+    subject_id: str
+    school_urn: str | None
+    """The school that would have been told (None: none known)."""
+    reason: WithheldReason
+    police_reference: str
+    force: str
+    incident_at: datetime
+
+
+@dataclass(frozen=True)
 class SchoolNotice:
     """The notice about one child, built through the firewall's ``school`` allow-list."""
 
@@ -54,10 +80,12 @@ class SchoolNotice:
 
 @dataclass(frozen=True)
 class Encompass:
-    """The notices to send for one contact, and the children left for the police desk."""
+    """The notices to send for one contact, the children left for the police desk, and
+    the children whose notice is withheld."""
 
     notices: tuple[SchoolNotice, ...] = ()
     unmatched: tuple[Unmatched, ...] = ()
+    withheld: tuple[Withheld, ...] = ()
 
 
 def school_notices(contact: Contact, calendar: WorkingCalendar) -> Encompass:
@@ -66,6 +94,8 @@ def school_notices(contact: Contact, calendar: WorkingCalendar) -> Encompass:
         return Encompass()
     incident_at = contact.incident_at or contact.received_at
     day = incident_date(contact)
+    if contact.restricted:
+        return Encompass(withheld=_withheld(contact, day, incident_at))
     due_by = calendar.next_school_day_at(incident_at)
     notices: list[SchoolNotice] = []
     unmatched: list[Unmatched] = []
@@ -94,6 +124,23 @@ def school_notices(contact: Contact, calendar: WorkingCalendar) -> Encompass:
         )
         notices.append(SchoolNotice(child.subject_id, notice))
     return Encompass(tuple(notices), tuple(unmatched))
+
+
+def _withheld(contact: Contact, day: date, incident_at: datetime) -> tuple[Withheld, ...]:
+    """Every child of a restricted notification the scheme covers, withheld."""
+    return tuple(
+        Withheld(
+            contact_id=contact.contact_id,
+            subject_id=child.subject_id,
+            school_urn=child.school_urn,
+            reason="restricted_investigation",
+            police_reference=contact.source.reference,
+            force=contact.source.agency_id,
+            incident_at=incident_at,
+        )
+        for child in contact.children
+        if covered(child, day)
+    )
 
 
 def _unmatched(

@@ -22,6 +22,11 @@ one last reported (by decision time, then routing time) is stale and ignored, so
 replayed old routing can never put back an outcome that has since changed.
 
 Members of the public (census sources 1A-1D and 9) get the acknowledgement only.
+
+A restricted police notification is fed back like any other: only the force that sent it
+(and restricted it) hears of it, and feedback has no field for police detail, rule
+reasons or the restriction itself (``firewall.py``), so there is nothing to withhold. The
+outcome words are the fixed text of ``outcome-text.yaml``, never the rules' reasons.
 """
 
 from __future__ import annotations

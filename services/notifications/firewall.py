@@ -10,6 +10,15 @@ narrative, an adult's name, DASH answers, rule reasons, another agency's informa
 ``restricted`` flag cannot leave: there is no field to put them in, and anything a caller
 offers beyond the list is dropped here, by construction.
 
+A **restricted** police notification (a live investigation holds more than is shared)
+keeps its police detail for the hub's s47 queue. :data:`POLICE_DETAIL` names that detail
+as an outbound field would carry it, and only the audiences in
+:data:`GIVEN_POLICE_DETAIL` may be given any: the ``school`` (an Operation Encompass
+notice carries the police reference and the incident time), and for a restricted
+notification no notice is made at all (``encompass.py``). The feedback audiences (and so
+every webhook body) carry no police detail, restricted or not: checked when this module
+loads.
+
 Widening the list is a decision about what a teacher, a GP or a police force may learn:
 it is a change to this file, reviewed like code, never a configuration switch.
 """
@@ -78,6 +87,26 @@ ALLOW_LIST: Mapping[Audience, frozenset[str]] = MappingProxyType(
     }
 )
 
+#: A police notification's detail, by the names an outbound field would carry it under.
+POLICE_DETAIL = frozenset(
+    {
+        "police_reference",
+        "incident_at",
+        "incident_type",
+        "child_present",
+        "crime_reference",
+        "ppn_grade",
+        "dash_risk",
+        "dash_score",
+        "rules",
+        "marac_referral",
+        "restricted",
+    }
+)
+
+#: The only audiences given any police detail; never about a restricted notification.
+GIVEN_POLICE_DETAIL: frozenset[Audience] = frozenset({"school"})
+
 #: The outbound model each audience's events are built as (each forbids extra fields).
 OUTBOUND_MODEL: Mapping[Audience, type[Outbound]] = MappingProxyType(
     {
@@ -105,8 +134,13 @@ ALLOW_LIST_VERSION = f"firewall-v1-{_fingerprint()}"
 
 def _check_declaration() -> None:
     # The list must only name fields the outbound model has (a typo would silently
-    # withhold a field), and must hold the model's required fields.
+    # withhold a field), and must hold the model's required fields; police detail goes
+    # to no audience outside GIVEN_POLICE_DETAIL.
     for audience, allowed in ALLOW_LIST.items():
+        if audience not in GIVEN_POLICE_DETAIL and allowed & POLICE_DETAIL:
+            raise RuntimeError(
+                f"allow-list of {audience} names police detail {sorted(allowed & POLICE_DETAIL)}"
+            )
         model = OUTBOUND_MODEL[audience]
         unknown = allowed - set(model.model_fields)
         required = {n for n, f in model.model_fields.items() if f.is_required()}

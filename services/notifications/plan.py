@@ -19,8 +19,8 @@ Why a batch gives the same result as its events one by one:
   ``update``, ``unchanged`` or ``stale``, numbered after the first), and a later event
   does not acknowledge a contact again.
 * A row one by one would have failed to insert (ON CONFLICT DO NOTHING on the same
-  feedback id or contact+kind+sequence, the same child's notice, the same unmatched
-  child) is one the ledger already holds, so it is not claimed again: the first event of
+  feedback id or contact+kind+sequence, the same child's notice, the same unmatched or
+  withheld child) is one the ledger already holds, so it is not claimed again: the first event of
   the batch that issues a row owns it, as it would have.
 * Whether a claimed row is new is still decided by the database (INSERT ... ON CONFLICT
   DO NOTHING RETURNING), as it was one by one: a row another transaction committed in
@@ -46,7 +46,7 @@ from services.common.calendar import WorkingCalendar
 from services.common.topics import FEEDBACK, SCHOOL_NOTIFICATIONS
 from services.common.topology import Topology
 from services.notifications import encompass, feedback
-from services.notifications.encompass import SchoolNotice, Unmatched
+from services.notifications.encompass import SchoolNotice, Unmatched, Withheld
 from services.notifications.feedback import Reported
 from services.notifications.firewall import Disclosure
 from services.notifications.store import FeedbackRow, NoticeRow
@@ -66,7 +66,7 @@ def reported_by(row: FeedbackRow) -> Reported | None:
 
 class Ledger:
     """What one batch knows is recorded: the feedback loaded before the batch, plus the
-    feedback, notices and unmatched children its earlier events claimed."""
+    feedback, notices, unmatched and withheld children its earlier events claimed."""
 
     def __init__(self, recorded: Iterable[FeedbackRow] = ()) -> None:
         self._feedback: set[str] = set()
@@ -74,6 +74,7 @@ class Ledger:
         self._reported: dict[str, Reported] = {}
         self._notices: set[str] = set()
         self._children: set[tuple[str, str]] = set()
+        self._withheld: set[tuple[str, str]] = set()
         for row in recorded:
             self._hold(row)
 
@@ -103,6 +104,14 @@ class Ledger:
         if key in self._children:
             return False
         self._children.add(key)
+        return True
+
+    def claim_withheld(self, child: Withheld) -> bool:
+        """Hold the withheld child and say True, unless it is held already."""
+        key = (child.contact_id, child.subject_id)
+        if key in self._withheld:
+            return False
+        self._withheld.add(key)
         return True
 
     def _hold(self, row: FeedbackRow) -> None:
@@ -147,6 +156,8 @@ class Plan:
     """The rows this event claimed, in the order their events go out."""
     unmatched: tuple[Unmatched, ...] = ()
     """The children left for the police desk this event claimed."""
+    withheld: tuple[Withheld, ...] = ()
+    """The children whose notice this event claimed as withheld (a restricted notification)."""
     decisive: Issue | None = None
     """The claimed issue the outcome word depends on (see :attr:`unissued`)."""
     unissued: str | None = None
@@ -171,7 +182,8 @@ def contact_plan(
     contact: Contact, ledger: Ledger, calendar: WorkingCalendar, now: datetime
 ) -> Plan:
     """A recorded contact: acknowledge it; for police domestic abuse, tell the schools and
-    leave the children without one for the police desk."""
+    leave the children without one for the police desk (a restricted notification: record
+    them all as withheld instead)."""
     ack = feedback.acknowledgement(contact, now)
     acknowledged = _feedback_issue(ledger, _acknowledgement_row(contact.contact_id, ack, now), ack)
     scheme = encompass.school_notices(contact, calendar)
@@ -180,6 +192,7 @@ def contact_plan(
         "applied",
         issues=_claimed(acknowledged, *notices),
         unmatched=tuple(c for c in scheme.unmatched if ledger.claim_unmatched(c)),
+        withheld=tuple(c for c in scheme.withheld if ledger.claim_withheld(c)),
         decisive=acknowledged,
         unissued="already_acknowledged",
     )

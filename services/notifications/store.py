@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from services.notifications.encompass import Unmatched
+from services.notifications.encompass import Unmatched, Withheld
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -249,6 +249,31 @@ async def insert_unmatched(conn: Connection, children: Sequence[Unmatched]) -> s
         [c.force for c in children],
         [c.incident_at for c in children],
         [c.due_by for c in children],
+    )
+    return {(r["contact_id"], r["subject_id"]) for r in added}
+
+
+async def insert_withheld(conn: Connection, children: Sequence[Withheld]) -> set[tuple[str, str]]:
+    """Record the children of restricted notifications whose school is not told; return
+    the (contact id, subject id) of those that are new."""
+    if not children:
+        return set()
+    added = await conn.fetch(
+        """
+        INSERT INTO encompass_withheld
+            (contact_id, subject_id, school_urn, reason, police_reference, force, incident_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING contact_id, subject_id
+        """,
+        [c.contact_id for c in children],
+        [c.subject_id for c in children],
+        [c.school_urn for c in children],
+        [c.reason for c in children],
+        [c.police_reference for c in children],
+        [c.force for c in children],
+        [c.incident_at for c in children],
     )
     return {(r["contact_id"], r["subject_id"]) for r in added}
 

@@ -44,7 +44,8 @@ class DecisionRow:
 
 async def record_decisions(conn: Connection, rows: Sequence[DecisionRow]) -> set[str]:
     """Insert decisions in one statement; return the ids that were new (a decision already
-    recorded is left as it is)."""
+    recorded is left as it is). Each child's own level, outcome and RAG go in ``subjects``
+    beside the contact's (migration 0012)."""
     if not rows:
         return set()
     columns = [
@@ -66,24 +67,34 @@ async def record_decisions(conn: Connection, rows: Sequence[DecisionRow]) -> set
         [None if r.practitioner is None else r.practitioner.practitioner_id for r in rows],
         [None if r.practitioner is None else r.practitioner.agency for r in rows],
         [r.decision.model_dump_json() for r in rows],
+        [_subjects_json(r.decision) for r in rows],
     ]
     inserted = await conn.fetch(
         """
         INSERT INTO decisions (decision_id, contact_id, level, outcome, rag, target_agency,
             rules, rule_set_version, source, hub, decided_at, rule_set_hash, subject_key,
-            status, supersedes_decision_id, practitioner_id, practitioner_agency, payload)
-        SELECT d, c, l, o, g, t, r::jsonb, rv, s, h, a, x, k, st, sup, pid, pag, p::jsonb
+            status, supersedes_decision_id, practitioner_id, practitioner_agency, payload,
+            subjects)
+        SELECT d, c, l, o, g, t, r::jsonb, rv, s, h, a, x, k, st, sup, pid, pag, p::jsonb,
+               sj::jsonb
         FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
                     $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
                     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                    $17::text[], $18::text[])
-             AS u(d, c, l, o, g, t, r, rv, s, h, a, x, k, st, sup, pid, pag, p)
+                    $17::text[], $18::text[], $19::text[])
+             AS u(d, c, l, o, g, t, r, rv, s, h, a, x, k, st, sup, pid, pag, p, sj)
         ON CONFLICT (decision_id) DO NOTHING
         RETURNING decision_id
         """,
         *columns,
     )
     return {r["decision_id"] for r in inserted}
+
+
+def _subjects_json(decision: Decision) -> str:
+    """Each child's own screening as the ``subjects`` column keeps it: subject id, level,
+    outcome, RAG, target agency and rules (None where the decision's own apply: a
+    practitioner's decision is for every child)."""
+    return json.dumps([s.model_dump(mode="json") for s in decision.subjects])
 
 
 async def record_decision(

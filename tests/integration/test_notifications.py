@@ -411,8 +411,11 @@ async def test_nothing_outside_the_allow_list_is_on_the_outbound_topics(
     n = notifications
     c = contact("WIRE", children=[{**SCHOOL_CHILD, "school_urn": "999107"}], restricted=True)
     r = routed_for(c, "0", target_agency="police")
+    # A restricted notification tells no school: an open one's notice is checked instead.
+    told = contact("WIRE-OPEN", children=[{**SCHOOL_CHILD, "school_urn": "999110"}])
     await n.feed(c)
     await n.feed(r)
+    await n.feed(told)
     assert await n.outcome(r.routed_id) == "outcome"
     await feedback_for(n, "WM-WIRE", 2)
     feedback = await records_until(
@@ -424,12 +427,118 @@ async def test_nothing_outside_the_allow_list_is_on_the_outbound_topics(
         for secret in ("Testchild", "Example-One", "restricted", "dash", "high", "B6 4AA"):
             assert secret not in record.value.decode()
     notices = await records_until(
-        n.world.stack.bootstrap, n.world.topics(SCHOOL_NOTIFICATIONS), lambda rs: len(rs) > 0
+        n.world.stack.bootstrap,
+        n.world.topics(SCHOOL_NOTIFICATIONS),
+        lambda rs: any(r.key == b"999110" for r in rs),
     )
     for record in notices:
         assert set(carried(record)) <= ALLOW_LIST["school"]
         for secret in ("restricted", "dash", "B6 4AA", "SUBJ-"):
             assert secret not in record.value.decode()
+
+
+async def test_a_restricted_notification_tells_no_school_while_an_open_one_does(
+    notifications: NotificationsUnderTest,
+) -> None:
+    n = notifications
+    restricted = contact(
+        "RESTR",
+        children=[
+            {**SCHOOL_CHILD, "child_ref": "C-1", "school_urn": "999108"},
+            {**SCHOOL_CHILD, "child_ref": "C-2", "school_urn": None},  # no desk for it either
+        ],
+        restricted=True,
+    )
+    # The open notification about the same household follows it on the same partition, so
+    # once its notice is on the topic, anything the restricted one sent would be there too.
+    open_one = contact("RESTR-OPEN", children=[{**SCHOOL_CHILD, "school_urn": "999109"}])
+    open_one = open_one.model_copy(update={"subject_key": restricted.subject_key})
+    routed = routed_for(restricted, "0")
+    for event in (restricted, open_one, routed):
+        await n.feed(event)
+    assert await n.outcome(restricted.contact_id) == "applied"
+    assert await n.outcome(open_one.contact_id) == "applied"
+    assert await n.outcome(routed.routed_id) == "outcome", "the force still hears the outcome"
+    records = await records_until(
+        n.world.stack.bootstrap,
+        n.world.topics(SCHOOL_NOTIFICATIONS),
+        lambda rs: any(r.key == b"999109" for r in rs),
+    )
+    assert [r.json()["police_reference"] for r in records if r.key == b"999109"] == [
+        "WM-RESTR-OPEN"
+    ]
+    assert not [r for r in records if r.key == b"999108"]
+    assert "WM-RESTR" not in [r.json()["police_reference"] for r in records]
+
+    ids = [restricted.contact_id, open_one.contact_id]
+    notices = await fetch(
+        n.world.dsn,
+        "SELECT contact_id FROM encompass_notices WHERE contact_id = ANY($1::text[])",
+        ids,
+    )
+    assert [r["contact_id"] for r in notices] == [open_one.contact_id]
+    assert (
+        await fetchval(
+            n.world.dsn,
+            "SELECT count(*) FROM encompass_unmatched WHERE contact_id = $1",
+            restricted.contact_id,
+        )
+        == 0
+    )
+    withheld = await fetch(
+        n.world.dsn,
+        "SELECT contact_id, subject_id, school_urn, reason, police_reference, force"
+        " FROM encompass_withheld WHERE contact_id = ANY($1::text[]) ORDER BY subject_id",
+        ids,
+    )
+    assert [tuple(r.values()) for r in withheld] == [
+        (
+            "CON-RESTR",
+            "SUBJ-RESTR-0",
+            "999108",
+            "restricted_investigation",
+            "WM-RESTR",
+            "west-midlands",
+        ),
+        (
+            "CON-RESTR",
+            "SUBJ-RESTR-1",
+            None,
+            "restricted_investigation",
+            "WM-RESTR",
+            "west-midlands",
+        ),
+    ]
+    rules = await fetch(
+        n.world.dsn,
+        "SELECT rule, recipient FROM disclosures WHERE contact_id = $1 ORDER BY rule",
+        restricted.contact_id,
+    )
+    assert [(r["rule"], r["recipient"]) for r in rules] == [
+        ("feedback.acknowledgement", "west-midlands"),
+        ("feedback.outcome", "west-midlands"),
+    ], "disclosed to the force that sent it, and to nobody else"
+
+    async def counted() -> bool:
+        text = n.metrics()
+        value = metric_value(
+            text, "mash_encompass_withheld_total", reason="restricted_investigation"
+        )
+        return value >= 2
+
+    await wait_until(counted, timeout=30, what="the withheld children to be counted")
+
+    # A replay under a new event id withholds nothing twice.
+    await n.feed(restricted, event_id="replayed-RESTR")
+    assert await n.outcome("replayed-RESTR") == "already_acknowledged"
+    assert (
+        await fetchval(
+            n.world.dsn,
+            "SELECT count(*) FROM encompass_withheld WHERE contact_id = $1",
+            restricted.contact_id,
+        )
+        == 2
+    )
 
 
 async def test_a_routing_to_a_hub_outside_the_topology_is_dead_lettered(

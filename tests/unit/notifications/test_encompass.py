@@ -202,12 +202,14 @@ def test_notice_ids_are_stable() -> None:
         max_size=4,
     ),
     st.sampled_from(["domestic_abuse", "child_neglect"]),
+    st.booleans(),
 )
 def test_screenings_encompass_flag_promises_exactly_what_notifications_does(
-    children: list[tuple[date | None, bool, bool]], incident_type: str
+    children: list[tuple[date | None, bool, bool]], incident_type: str, restricted: bool
 ) -> None:
     # Item 6 of the domain issue: the flag said ages 5-15 while notices went to any child
-    # with a school, and a test asserted each. Now one predicate decides both.
+    # with a school, and a test asserted each. Now one predicate decides both, restricted
+    # notifications included (nobody is told; each covered child is withheld instead).
     made = [
         kid(
             f"SUBJ-{n}",
@@ -218,7 +220,16 @@ def test_screenings_encompass_flag_promises_exactly_what_notifications_does(
         )
         for n, (born, with_school, named) in enumerate(children)
     ]
-    c = contact(made, incident_type=incident_type)
+    c = contact(made, incident_type=incident_type, restricted=restricted)
     scheme = school_notices(c, CALENDAR)
-    decision = decide(c)
-    assert decision.encompass_required is bool(scheme.notices or scheme.unmatched)
+    assert decide(c).encompass_required is bool(scheme.notices or scheme.unmatched)
+    open_scheme = school_notices(c.model_copy(update={"restricted": False}), CALENDAR)
+    covered = {n.subject_id for n in open_scheme.notices} | {
+        u.subject_id for u in open_scheme.unmatched
+    }
+    if restricted:
+        assert (scheme.notices, scheme.unmatched) == ((), ())
+        assert {w.subject_id for w in scheme.withheld} == covered
+    else:
+        assert scheme == open_scheme
+        assert scheme.withheld == ()

@@ -53,12 +53,14 @@ SOURCES: list[dict[str, Any]] = [
 
 @dataclass
 class Table:
-    """Feedback, notices and unmatched children as the database holds them (their keys)."""
+    """Feedback, notices, unmatched and withheld children as the database holds them (their
+    keys)."""
 
     feedback: dict[str, FeedbackRow] = field(default_factory=dict)
     slots: set[tuple[str, str, int]] = field(default_factory=set)
     notices: set[str] = field(default_factory=set)
     children: set[tuple[str, str]] = field(default_factory=set)
+    withheld: set[tuple[str, str]] = field(default_factory=set)
 
     def insert_feedback(self, row: FeedbackRow) -> bool:
         slot = (row.contact_id, row.kind, row.sequence)
@@ -78,6 +80,12 @@ class Table:
         if (child.contact_id, child.subject_id) in self.children:
             return False
         self.children.add((child.contact_id, child.subject_id))
+        return True
+
+    def insert_withheld(self, child: encompass.Withheld) -> bool:
+        if (child.contact_id, child.subject_id) in self.withheld:
+            return False
+        self.withheld.add((child.contact_id, child.subject_id))
         return True
 
     def last_reported(self, contact_id: str) -> Reported | None:
@@ -135,7 +143,8 @@ def old_on_routed(routed: Routed, table: Table) -> tuple[str, Sent]:
 
 
 def old_on_contact(contact: Contact, table: Table) -> tuple[str, Sent]:
-    """The per-event effect as it was: acknowledge, then notices and unmatched children."""
+    """The per-event effect as it was: acknowledge, then notices, unmatched and withheld
+    children."""
     ack = acknowledgement(contact, NOW)
     issued = table.insert_feedback(
         FeedbackRow(
@@ -166,6 +175,9 @@ def old_on_contact(contact: Contact, table: Table) -> tuple[str, Sent]:
     for child in scheme.unmatched:
         if table.insert_child(child):
             sent.append(f"unmatched:{child.subject_id}")
+    for held in scheme.withheld:
+        if table.insert_withheld(held):
+            sent.append(f"withheld:{held.subject_id}")
     return ("applied" if issued else "already_acknowledged"), sent
 
 
@@ -185,6 +197,9 @@ def batch_result(plans: list[Plan], table: Table) -> list[tuple[str, Sent]]:
     children = {(c.contact_id, c.subject_id) for p in plans for c in p.unmatched}
     new_children = {c for c in children if c not in table.children}
     table.children |= new_children
+    withheld = {(c.contact_id, c.subject_id) for p in plans for c in p.withheld}
+    new_withheld = {c for c in withheld if c not in table.withheld}
+    table.withheld |= new_withheld
     results: list[tuple[str, Sent]] = []
     for p in plans:
         if p.refused:
@@ -195,6 +210,11 @@ def batch_result(plans: list[Plan], table: Table) -> list[tuple[str, Sent]]:
             f"unmatched:{c.subject_id}"
             for c in p.unmatched
             if (c.contact_id, c.subject_id) in new_children
+        ]
+        sent += [
+            f"withheld:{c.subject_id}"
+            for c in p.withheld
+            if (c.contact_id, c.subject_id) in new_withheld
         ]
         results.append((p.outcome(issued), sent))
     return results
@@ -273,7 +293,8 @@ def test_a_refused_routing_claims_nothing() -> None:
 
 
 def police_contact(n: int, children: list[dict[str, Any]]) -> Contact:
-    data = ex.contact(contact_id=f"CON-{n}", contact_reference=f"MASH-{n}")
+    """Contact ``n``; contact 2 is a restricted notification (its notices are withheld)."""
+    data = ex.contact(contact_id=f"CON-{n}", contact_reference=f"MASH-{n}", restricted=n == 2)
     data["children"] = children
     return Contact.model_validate(data)
 
@@ -312,8 +333,9 @@ def test_contacts_decided_as_a_batch_equal_one_by_one(
     ledger = Ledger()  # contacts read nothing first: the inserts say what is new
     plans = [contact_plan(c, ledger, CALENDAR, NOW) for c in batch]
     assert batch_result(plans, new) == expected
-    assert (new.feedback.keys(), new.notices, new.children) == (
+    assert (new.feedback.keys(), new.notices, new.children, new.withheld) == (
         old.feedback.keys(),
         old.notices,
         old.children,
+        old.withheld,
     )

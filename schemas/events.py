@@ -26,7 +26,7 @@ from schemas.base import (
     SchoolUrn,
     Timestamp,
 )
-from schemas.inbound import Indicators, StrategyOutcome
+from schemas.inbound import CaseType, Consent, Indicators, StrategyOutcome
 
 __all__ = [
     "Contact",
@@ -63,6 +63,7 @@ QueueItemStatus = Literal[
     "closed",
 ]
 DecisionSource = Literal["rules", "practitioner"]
+ChildMatchBasis = Literal["nhs_number", "demographic", "sender", "probable"]
 
 
 class FieldError(ContractModel):
@@ -129,6 +130,16 @@ class ContactChild(ContractModel):
     """Police contacts only."""
     indicators: Indicators | None = None
     """The child's own indicators, when the sender gave them (else the contact's apply)."""
+    match_basis: ChildMatchBasis | None = None
+    """How the child was matched: its own id's basis, or ``probable`` when its history was
+    linked by a probable match (DOMAIN "Identity and history") for a practitioner to
+    confirm. None on contacts recorded before it was carried."""
+    matched_subject_ids: list[Identifier] = Field(default_factory=list)
+    """Subjects probably the same child (same names and birth date, another postcode)."""
+    matched_contact_ids: list[Identifier] = Field(default_factory=list)
+    """The recorded contacts about those subjects whose history was linked."""
+    council_cases: list[CaseType] = Field(default_factory=list)
+    """Case types the council's case management system holds open for the child."""
 
 
 class Contact(ContractModel):
@@ -150,6 +161,12 @@ class Contact(ContractModel):
     dash_risk: str | None
     crime_reference_present: bool
     restricted: bool
+    """A live police investigation holds more than is shared: the police detail reaches
+    only the hub's s47 queue."""
+    dash_score: Annotated[int, Field(ge=0, le=27)] | None = None
+    """Police domestic-abuse notifications: the DASH score when the force gave one."""
+    consent: Consent | None = None
+    """Referrals: consent to share, or the lawful basis for sharing without it."""
     factors: list[FactorCode]
     indicators: Indicators | None
     """Referrals only."""
@@ -161,7 +178,8 @@ class Contact(ContractModel):
     address_unresolved: bool = False
     """No usable postcode (no fixed abode, unreadable): routed to the default hub."""
     open_case: bool
-    """An open queue item exists for one of the children."""
+    """One of the children has an open queue item or an open council case (its own, or a
+    probably matched subject's)."""
     re_referral: bool
     """A previous contact about one of the children was received in the last 12 months."""
     linked_contact_ids: list[Identifier]
@@ -192,6 +210,9 @@ class DecisionSubject(ContractModel):
     target_agency: str | None = None
     rules: list[RuleHit] = Field(default_factory=list)
     """The rules that fired for this child."""
+    step_up: bool = False
+    """The child has an open early-help case and a level-3 concern: it steps up to
+    assessment rather than updating the early-help case."""
 
 
 class Decision(ContractModel):
@@ -216,6 +237,13 @@ class Decision(ContractModel):
     participating_agencies: list[str]
     marac_referral: bool
     encompass_required: bool
+    """Whether the notifications service tells a school (or the police desk) under
+    Operation Encompass: never for a ``restricted`` notification."""
+    restricted: bool = False
+    """The contact is a restricted police notification (a live investigation holds more
+    than is shared): its police detail (these rules' reasons, DASH and PPN grades, the
+    MARAC flag) is for the hub's s47 queue only. No school is told, and the flag itself
+    never leaves the hub (services/notifications/firewall.py)."""
     source: DecisionSource
     decided_at: Timestamp
     hub: HubId
@@ -251,7 +279,8 @@ class QueueItem(ContractModel):
     status_at: Timestamp | None = None
     """When the item reached ``status`` (None while it is open as routed)."""
     strategy_outcome: StrategyOutcome | None = None
-    """Set when the strategy discussion was held."""
+    """Set when the strategy discussion was held: the item's own, or, on an item that joins
+    another's discussion (``joins_strategy_discussion_of``), that discussion's."""
     closure_reason: ClosureReason | None = None
     """Census closure reason when the hub closed the item (None when it was moved)."""
     replaced_by: Identifier | None = None
@@ -259,6 +288,14 @@ class QueueItem(ContractModel):
     awaiting_practitioners: bool = False
     """The item's s47 routing is held until police and children's social care confirm it:
     its ``screening_decision`` clock runs meanwhile, and only ``acknowledged`` is allowed."""
+    joins_strategy_discussion_of: Identifier | None = None
+    """R3-SIBLING (DOMAIN "Per child"): the s47 item on which the same decision put the
+    level-4 child whose strategy discussion this sibling joins. When that discussion is
+    recorded as held, this item takes its ``strategy_outcome`` (its own status and clocks
+    stay: moving the sibling to s47 is a practitioner's decision)."""
+    step_up: bool = False
+    """The child has an open early-help case and a level-3 concern: this is a new
+    assessment stepped up from early help, not an update of the early-help case."""
 
 
 class Routed(ContractModel):

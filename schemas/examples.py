@@ -14,6 +14,7 @@ the South). Times are fixed (March 2024), never "now", so results are reproducib
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -24,10 +25,12 @@ __all__ = [
     "POSTCODE_SOUTH",
     "SCHOOL_URN",
     "adult",
+    "case_status",
     "child",
     "contact",
     "dead_letter",
     "decision",
+    "decision_subject",
     "feedback",
     "officer",
     "police_child",
@@ -221,6 +224,27 @@ def queue_update(**overrides: Any) -> dict[str, Any]:
     return _merge(base, overrides)
 
 
+def case_status(**overrides: Any) -> dict[str, Any]:
+    """A valid case status: the council's case system opened an early-help case for
+    Testchild Example-Three (no NHS number), born 2021-08-09, living in B6 (North)."""
+    base: dict[str, Any] = {
+        "case_system": "liquidlogic-lcs",
+        "child": {
+            "child_ref": "LCS-TEST-0001",
+            "given_name": "Testchild",
+            "family_name": "Example-Three",
+            "date_of_birth": "2021-08-09",
+            "address": {"line1": "3 Example Street", "postcode": POSTCODE_NORTH},
+        },
+        "case_type": "early_help",
+        "status": "open",
+        "at": "2024-03-01T10:00:00+00:00",
+        "team": "Example Early Help Team North",
+        "hub": "north-west-central",
+    }
+    return _merge(base, overrides)
+
+
 # --- Internal and outbound events -----------------------------------------------------
 # These follow the police notification above through the pipeline, so ids line up:
 # contact CON-TEST-0001 -> decision DEC-TEST-0001 -> queue item QI-TEST-0001.
@@ -280,6 +304,36 @@ def contact(**overrides: Any) -> dict[str, Any]:
         "open_case": False,
         "re_referral": False,
         "linked_contact_ids": [],
+    }
+    return _merge(base, overrides)
+
+
+#: Each level's outcome, RAG and (level 2) single agency in :func:`decision_subject`.
+_LEVELS: dict[int, tuple[str, str, str | None]] = {
+    1: ("no_further_action", "blue", None),
+    2: ("single_agency", "green", "health"),
+    3: ("initial_assessment", "amber", None),
+    4: ("s47", "red", None),
+}
+
+
+def decision_subject(
+    subject_id: str = "SUBJ-TEST-0001",
+    level: int = 4,
+    rules: Sequence[str] = ("R-TEST",),
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A child as a rules decision gives it: its own level with that level's outcome and
+    RAG (and, at level 2, the health agency), and the rules that fired for it."""
+    outcome, rag, agency = _LEVELS[level]
+    base: dict[str, Any] = {
+        "subject_id": subject_id,
+        "child_ref": f"C-{subject_id}",
+        "level": level,
+        "outcome": outcome,
+        "rag": rag,
+        "target_agency": agency,
+        "rules": [{"id": rule, "reason": "A test rule."} for rule in rules],
     }
     return _merge(base, overrides)
 

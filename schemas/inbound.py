@@ -35,6 +35,8 @@ from schemas.base import (
 __all__ = [
     "Address",
     "Adult",
+    "CaseChild",
+    "CaseStatus",
     "Child",
     "Consent",
     "Indicators",
@@ -73,6 +75,9 @@ QueueUpdateStatus = Literal[
     "acknowledged", "strategy_discussion_held", "assessment_completed", "icpc_held", "closed"
 ]
 StrategyOutcome = Literal["s47_single_agency", "s47_joint", "no_s47"]
+CaseType = Literal["early_help", "child_in_need", "child_protection_plan", "looked_after"]
+"""A case type of the council's case management system (``mash.inbound.case-status.v1``)."""
+CaseState = Literal["open", "closed"]
 
 # Upper bounds on list sizes: far above any real contact, low enough that a runaway
 # producer is refused rather than fanned out into thousands of queue items.
@@ -88,6 +93,10 @@ ForceSlug = Annotated[
 AgencySlug = Annotated[
     str, StringConstraints(min_length=1, max_length=60, pattern=r"^[a-z][a-z0-9_]*$")
 ]
+# The council's case management system, e.g. "liquidlogic-lcs", and a hub id as the
+# topology names it, e.g. "north-west-central": slugs like a force's.
+CaseSystemSlug = ForceSlug
+HubSlug = ForceSlug
 Upn = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{13}$")]
 Email = Annotated[
     str, StringConstraints(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -437,3 +446,65 @@ class QueueUpdate(ContractModel):
         if not closed and self.closure_reason is not None:
             raise ValueError("closure_reason is only allowed when status is closed")
         return self
+
+
+class CaseChild(ContractModel):
+    """A child as the council's case management system knows them: the identifiers intake
+    matches a child on (DOMAIN "Identity and history"), nothing more.
+
+    Exactly one of ``date_of_birth`` and ``expected_date_of_birth`` (an unborn child, e.g.
+    a pre-birth child protection plan). A born child must have ``given_name`` and
+    ``family_name``. ``address`` is optional, and so is its postcode.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"oneOf": [_string("date_of_birth"), _string("expected_date_of_birth")]},
+                {
+                    "if": _string("date_of_birth"),
+                    "then": {"allOf": [_string("given_name"), _string("family_name")]},
+                },
+            ]
+        }
+    )
+
+    child_ref: Identifier
+    """The case system's own id for this child; also the Kafka key."""
+    given_name: Name | None = None
+    family_name: Name | None = None
+    date_of_birth: IsoDate | None = None
+    expected_date_of_birth: IsoDate | None = None
+    """For an unborn child, instead of date_of_birth."""
+    nhs_number: NhsNumber | None = None
+    address: Address | None = None
+    """The child's address as the case system holds it, when it holds one."""
+
+    @model_validator(mode="after")
+    def _check_case_child(self) -> Self:
+        if (self.date_of_birth is None) == (self.expected_date_of_birth is None):
+            raise ValueError("exactly one of date_of_birth and expected_date_of_birth is required")
+        if self.date_of_birth is not None and (self.given_name is None or self.family_name is None):
+            raise ValueError("given_name and family_name are required for a born child")
+        return self
+
+
+class CaseStatus(ContractModel):
+    """A case opened or closed in the council's case management system (Liquidlogic,
+    Mosaic, ...): the second place open cases come from, beside the hub's own queue items.
+
+    A case is one (``case_system``, ``child.child_ref``, ``case_type``); the status with
+    the latest ``at`` is the case's status, whatever order the events arrive in.
+    """
+
+    case_system: CaseSystemSlug
+    """The case management system, e.g. 'liquidlogic-lcs'."""
+    child: CaseChild
+    case_type: CaseType
+    status: CaseState
+    at: Timestamp
+    """When the case was opened or closed in the case system."""
+    team: ShortText | None = None
+    """The council team holding the case."""
+    hub: HubSlug | None = None
+    """The hub whose area holds the case, as the topology names it."""

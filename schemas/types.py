@@ -16,7 +16,13 @@ from schemas.events import (
     SchoolNotification,
     SlaBreach,
 )
-from schemas.inbound import PoliceNotification, PractitionerDecision, QueueUpdate, Referral
+from schemas.inbound import (
+    CaseStatus,
+    PoliceNotification,
+    PractitionerDecision,
+    QueueUpdate,
+    Referral,
+)
 
 __all__ = ["CE_TYPES", "MODELS", "ce_type_of", "model_of"]
 
@@ -27,6 +33,7 @@ CE_TYPES: Mapping[type[ContractModel], str] = MappingProxyType(
         Referral: "uk.gov.mash.referral.v1",
         PractitionerDecision: "uk.gov.mash.practitioner-decision.v1",
         QueueUpdate: "uk.gov.mash.queue-update.v1",
+        CaseStatus: "uk.gov.mash.case-status.v1",
         # Internal and outbound.
         Contact: "uk.gov.mash.contact.v1",
         Decision: "uk.gov.mash.decision.v1",

@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Cap of the back-off when the database or broker is down."
     )
     screening_rule_set: str = Field(
-        default="default-v2",
+        default="default-v3",
         description="Threshold rule set screening applies: a shipped name or a YAML path.",
     )
     screening_s47_confirmation: bool = Field(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 INBOUND_POLICE = "mash.inbound.police-notifications.v1"
 INBOUND_REFERRALS = "mash.inbound.referrals.v1"
+INBOUND_CASE_STATUS = "mash.inbound.case-status.v1"
 PRACTITIONER_DECISIONS = "mash.practitioner-decisions.v1"
 QUEUE_UPDATES = "mash.queue-updates.v1"
 CONTACTS = "mash.contacts.v1"
@@ -26,6 +27,7 @@ DEAD_LETTER = "mash.deadletter.v1"
 KEYED_TOPICS = (
     INBOUND_POLICE,
     INBOUND_REFERRALS,
+    INBOUND_CASE_STATUS,
     PRACTITIONER_DECISIONS,
     QUEUE_UPDATES,
     CONTACTS,
@@ -40,7 +42,7 @@ KEYED_TOPICS = (
 #: Topics other systems write (upstream senders, case systems, practitioners' tools): the
 #: product trusts none of their headers.
 EXTERNAL_TOPICS = frozenset(
-    {INBOUND_POLICE, INBOUND_REFERRALS, PRACTITIONER_DECISIONS, QUEUE_UPDATES}
+    {INBOUND_POLICE, INBOUND_REFERRALS, INBOUND_CASE_STATUS, PRACTITIONER_DECISIONS, QUEUE_UPDATES}
 )
 
 QUEUE_NAMES = ("single-agency", "initial-assessment", "s47")
@@ -56,6 +58,7 @@ DEAD_LETTER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 TOPIC_CONFIGS: Mapping[str, Mapping[str, str]] = {
     INBOUND_POLICE: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
     INBOUND_REFERRALS: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
+    INBOUND_CASE_STATUS: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
     DEAD_LETTER: {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
 }
 

@@ -10,6 +10,10 @@ number of statements. Nothing is written before every event is decided (an event
 decision raises fails the batch, which the pipeline then retries one event per
 transaction), so a batch leaves the same rows, audit entries and output events as its
 events applied one by one.
+
+Intake also keeps the council's cases (:mod:`services.intake.council_cases`): each case
+status from the council's case management system becomes its case's status unless a later
+one is recorded (:meth:`Intake.record_case_statuses`); contacts find the open cases there.
 """
 
 from __future__ import annotations
@@ -17,18 +21,31 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from schemas.inbound import PoliceNotification, Referral
+from schemas.inbound import CaseStatus, PoliceNotification, Referral
 from schemas.types import ce_type_of
-from services.common.pipeline import Received, consume_topic
+from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
-from services.common.topics import CONTACTS, INBOUND_POLICE, INBOUND_REFERRALS
+from services.common.topics import (
+    CONTACTS,
+    INBOUND_CASE_STATUS,
+    INBOUND_POLICE,
+    INBOUND_REFERRALS,
+)
 from services.common.topology import Topology, load_topology
 from services.intake import store
 from services.intake.contacts import Arrival, NewContact, arrival_of, decide_batch
+from services.intake.council_cases import (
+    CouncilCase,
+    Verdict,
+    cases_to_record,
+    council_case_of,
+    decide_case_statuses,
+)
 
 SERVICE = "intake"
 POLICE_TYPES = {ce_type_of(PoliceNotification): PoliceNotification}
 REFERRAL_TYPES = {ce_type_of(Referral): Referral}
+CASE_STATUS_TYPES = {ce_type_of(CaseStatus): CaseStatus}
 
 
 def utc_now() -> datetime:
@@ -71,6 +88,68 @@ class Intake:
                 await self._duplicate(received)
             else:
                 await self._recorded(received, new)
+
+    async def record_case_statuses(self, batch: Sequence[Received]) -> None:
+        """Record each case status of the batch, in offset order, as its council case's
+        status unless a later one is recorded (an older one is superseded, the recorded one
+        again is a duplicate by source); a case naming a hub this deployment does not hold
+        is refused (``unknown_reference``)."""
+        if not batch:
+            return
+        conn = batch[0].conn
+        statuses: list[tuple[Received, CouncilCase]] = []
+        for received in batch:
+            payload = received.payload
+            assert isinstance(payload, CaseStatus)
+            if payload.hub is not None and payload.hub not in self.topology.hub_ids:
+                received.refused = Rejected.unknown_reference(
+                    "hub", f"no hub {payload.hub!r} in topology {self.topology.name!r}"
+                )
+                continue
+            statuses.append((received, council_case_of(payload, received.event, self.clock())))
+        cases = [case for _, case in statuses]
+        recorded = await store.recorded_case_statuses(conn, [c.council_case_id for c in cases])
+        verdicts = decide_case_statuses(cases, recorded)
+        await store.record_case_statuses(conn, cases_to_record(cases, verdicts))
+        for (received, case), verdict in zip(statuses, verdicts, strict=True):
+            if verdict == "repeat":
+                await self._duplicate(received)
+            else:
+                await self._case_status(received, case, verdict)
+
+    async def _case_status(self, received: Received, case: CouncilCase, verdict: Verdict) -> None:
+        """Audit a case status recorded (action: the status) or superseded and, once
+        committed, log it (ids and codes only)."""
+        recorded = verdict == "recorded"
+        await received.audit(
+            "council_case",
+            case.council_case_id,
+            case.status if recorded else "superseded",
+            {
+                "event_id": received.event.id,
+                "case_system": case.case_system,
+                "case_type": case.case_type,
+                "status": case.status,
+                "hub": case.hub,
+            },
+        )
+        message = received.message
+
+        def committed() -> None:
+            self.runtime.log.info(
+                "council_case_recorded" if recorded else "council_case_superseded",
+                council_case_id=case.council_case_id,
+                event_id=received.event.id,
+                case_type=case.case_type,
+                status=case.status,
+                hub=case.hub,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+            )
+
+        received.after_commit(committed)
+        received.outcome = "applied" if recorded else "superseded"
 
     async def _duplicate(self, received: Received) -> None:
         """Audit and count a repeat by source reference."""
@@ -132,5 +211,12 @@ def build(runtime: ServiceRuntime) -> Intake:
 
     consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record_batch, stage=SERVICE)
     consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record_batch, stage=SERVICE)
+    consume_topic(
+        runtime,
+        INBOUND_CASE_STATUS,
+        CASE_STATUS_TYPES,
+        intake.record_case_statuses,
+        stage=SERVICE,
+    )
 
     return intake

@@ -17,7 +17,7 @@ the whole batch first and writing its rows afterwards gives the same rows as one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,8 @@ from schemas.inbound import Child, PoliceChild, PoliceNotification, Referral
 from services.common.ids import contact_reference, derive_id
 from services.common.kafka import InboundMessage
 from services.common.topology import HubResolution, Topology
-from services.intake.linking import MatchBasis, household_key, identify
+from services.intake.council_cases import OpenCouncilCase
+from services.intake.linking import MatchBasis, household_key, identify, person_key
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -36,6 +37,21 @@ POLICE_REFERRAL_SOURCE = "6"
 
 #: Re-referral window (DOMAIN.md: a referral within 12 months of a previous one).
 RE_REFERRAL_WINDOW = timedelta(days=365)
+#: At most this many of a probable match's contacts are named on the contact (the most
+#: recent): enough for a practitioner to check the match, bounded for the event's size.
+MATCHED_CONTACTS_NAMED = 20
+
+
+@dataclass(frozen=True)
+class ChildHistory:
+    """What the system of record links to one child beyond its own subject id."""
+
+    matched_subject_ids: Sequence[str] = ()
+    """Subjects probably the same child (DOMAIN "Identity and history")."""
+    matched_contact_ids: Sequence[str] = ()
+    """The most recent recorded contacts about those subjects."""
+    council_cases: Sequence[str] = ()
+    """Case types the council holds open for the child (or a probable match of it)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,11 @@ class ContactHistory:
     re_referral: bool = False
     open_case: bool = False
     linked_contact_ids: Sequence[str] = field(default_factory=tuple)
+    children: Mapping[str, ChildHistory] = field(default_factory=dict)
+    """Per subject id: probable matches and open council cases."""
+    subject_key: str | None = None
+    """The key of the family's earlier contacts when one of the children was seen before
+    (so its history follows it to a new address); None: the contact's own."""
 
 
 def contact_id_for(source_system: str, source_reference: str) -> str:
@@ -89,6 +110,8 @@ class IdentifiedChild:
 
     child: ContactChild
     basis: MatchBasis
+    person_key: str | None = None
+    """What a probable match shares (:func:`~services.intake.linking.person_key`)."""
 
 
 def identify_children(
@@ -101,6 +124,7 @@ def identify_children(
         line1 = child.address.line1 if child.address else None
         sid, basis = identify(
             nhs_number=child.nhs_number,
+            given_name=child.given_name,
             family_name=child.family_name,
             birth_date=child.date_of_birth or child.expected_date_of_birth,
             postcode=None if child.no_fixed_abode else postcode,
@@ -121,8 +145,11 @@ def identify_children(
             present_at_incident=_police_flag(child, "present_at_incident"),
             resident=_police_flag(child, "resident"),
             indicators=child.indicators,
+            match_basis=basis,
         )
-        out.append(IdentifiedChild(recorded, basis))
+        birth = child.date_of_birth or child.expected_date_of_birth
+        people = person_key(child.given_name, child.family_name, birth)
+        out.append(IdentifiedChild(recorded, basis, people))
     return out
 
 
@@ -215,14 +242,16 @@ def contact_of(
 ) -> Contact:
     """The recorded contact for an arrival, given its history."""
     payload, source = arrival.payload, arrival.source
-    children = [c.child for c in arrival.children]
+    children = [
+        _with_history(c.child, history.children.get(c.child.subject_id)) for c in arrival.children
+    ]
     resolution = resolve_hub(payload, topology)
     cid = contact_id_for(source.system, source.reference)
     police = payload if isinstance(payload, PoliceNotification) else None
     return Contact(
         contact_id=cid,
         contact_reference=contact_reference(cid),
-        subject_key=subject_key(children),
+        subject_key=history.subject_key or subject_key(children),
         received_at=arrival.received_at,
         recorded_at=recorded_at,
         source=source,
@@ -232,6 +261,8 @@ def contact_of(
         dash_risk=police.dash_risk if police else None,
         crime_reference_present=bool(police and police.crime_reference),
         restricted=bool(police and police.restricted),
+        dash_score=police.dash_score if police else None,
+        consent=None if police else payload.consent,  # type: ignore[union-attr]
         factors=list(payload.factors),
         indicators=None if police else payload.indicators,  # type: ignore[union-attr]
         children=children,
@@ -242,6 +273,20 @@ def contact_of(
         re_referral=history.re_referral,
         linked_contact_ids=list(history.linked_contact_ids),
     )
+
+
+def _with_history(child: ContactChild, history: ChildHistory | None) -> ContactChild:
+    """The child as recorded, with its probable matches and open council cases."""
+    if history is None:
+        return child
+    update: dict[str, object] = {"council_cases": sorted(set(history.council_cases))}
+    if history.matched_subject_ids:
+        update |= {
+            "match_basis": "probable",
+            "matched_subject_ids": list(history.matched_subject_ids),
+            "matched_contact_ids": list(history.matched_contact_ids),
+        }
+    return child.model_copy(update=update)
 
 
 # --- a batch of contacts -------------------------------------------------------------------
@@ -301,6 +346,25 @@ class NewContact:
     message: InboundMessage
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A recorded contact about a child, as identity looks at it: which subject and
+    person it was about, in which hub, under which subject key."""
+
+    person_key: str | None
+    subject_id: str
+    contact_id: str
+    subject_key: str
+    hub: str
+    received_at: datetime
+    basis: MatchBasis | None = None
+    """How that subject id was found (None on rows recorded before it was kept)."""
+
+
+def _latest_first(sighting: Sighting) -> tuple[datetime, str]:
+    return sighting.received_at, sighting.contact_id
+
+
 class KnownContacts:
     """What the system of record holds for a batch's events, as each is decided (module doc):
     loaded once when the batch begins, then grown by each contact the batch records."""
@@ -310,28 +374,100 @@ class KnownContacts:
         sources: Iterable[tuple[str, str]],
         priors: Mapping[str, Iterable[PriorContact]],
         open_subjects: Iterable[str],
+        sightings: Iterable[Sighting] = (),
+        council_cases: Iterable[OpenCouncilCase] = (),
     ) -> None:
         """``sources``: the recorded (system, reference) pairs among the batch's; ``priors``:
-        the recorded contacts about each of the batch's children (by subject id) that any
-        of its events may look at; ``open_subjects``: those children with an open case."""
+        the recorded contacts about each of the batch's children and their probable
+        matches (by subject id) that any of its events may look at; ``open_subjects``:
+        those children with an open queue item; ``sightings``: every recorded contact about
+        the batch's children or a child with the same person key; ``council_cases``: the
+        council's open cases of those children or persons."""
         self._sources = set(sources)
         self._priors = {sid: list(found) for sid, found in priors.items()}
         self._open = frozenset(open_subjects)
+        self._by_person: dict[str, list[Sighting]] = {}
+        self._by_subject: dict[str, list[Sighting]] = {}
+        for sighting in sightings:
+            self._see(sighting)
+        self._council = list(council_cases)
+
+    def _see(self, sighting: Sighting) -> None:
+        if sighting.person_key is not None:
+            self._by_person.setdefault(sighting.person_key, []).append(sighting)
+        self._by_subject.setdefault(sighting.subject_id, []).append(sighting)
 
     def is_recorded(self, source: SourceCoordinates) -> bool:
         """Whether a contact from this (system, reference) is recorded (a duplicate)."""
         return (source.system, source.reference) in self._sources
 
-    def history(self, arrival: Arrival) -> ContactHistory:
-        """Re-referral, open-case and linked-contact facts for the arrival's children."""
-        sids = arrival.subject_ids
-        return history_of(
+    def probable_matches(self, child: IdentifiedChild, hub: str) -> list[Sighting]:
+        """The recorded contacts, latest first, about other subjects with the child's person
+        key in the same hub: a child who moved (DOMAIN "Identity and history"). Two
+        different NHS numbers are two children, whatever their names."""
+        if child.person_key is None:
+            return []
+        own = child.child.subject_id
+        by_nhs = child.basis == "nhs_number"
+        found = [
+            s
+            for s in self._by_person.get(child.person_key, ())
+            if s.subject_id != own and s.hub == hub and not (by_nhs and s.basis == "nhs_number")
+        ]
+        return sorted(found, key=_latest_first, reverse=True)
+
+    def council_cases_of(
+        self, child: IdentifiedChild, matched: Iterable[str], hub: str
+    ) -> list[OpenCouncilCase]:
+        """The council's open cases of the child or its probable matches, and those of a
+        child with its person key unless the case names another hub."""
+        subjects = {child.child.subject_id, *matched}
+        return [
+            case
+            for case in self._council
+            if case.subject_id in subjects
+            or (
+                child.person_key is not None
+                and case.person_key == child.person_key
+                and case.hub in (None, hub)
+            )
+        ]
+
+    def history(self, arrival: Arrival, hub: str) -> ContactHistory:
+        """Re-referral, open-case, linked-contact and identity facts for the arrival's
+        children (each with its probable matches in ``hub``, the contact's hub)."""
+        children: dict[str, ChildHistory] = {}
+        family_key: str | None = None
+        council_open = False
+        for child in arrival.children:
+            sid = child.child.subject_id
+            matches = self.probable_matches(child, hub)
+            matched = list(dict.fromkeys(s.subject_id for s in matches))
+            cases = self.council_cases_of(child, matched, hub)
+            council_open = council_open or bool(cases)
+            matched += [c.subject_id for c in cases if c.subject_id not in {sid, *matched}]
+            children[sid] = ChildHistory(
+                matched_subject_ids=matched,
+                matched_contact_ids=list(dict.fromkeys(s.contact_id for s in matches))[
+                    :MATCHED_CONTACTS_NAMED
+                ],
+                council_cases=[c.case_type for c in cases],
+            )
+            seen = sorted(
+                [*self._by_subject.get(sid, ()), *matches], key=_latest_first, reverse=True
+            )
+            if family_key is None and seen:
+                family_key = seen[0].subject_key
+        matched_ids = [m for h in children.values() for m in h.matched_subject_ids]
+        sids = list(dict.fromkeys([*arrival.subject_ids, *matched_ids]))
+        flags = history_of(
             (p for sid in sids for p in self._priors.get(sid, ())),
-            open_case=any(sid in self._open for sid in sids),
+            open_case=council_open or any(sid in self._open for sid in sids),
             received_at=arrival.received_at,
             incident=arrival.incident,
             source_system=arrival.source.system,
         )
+        return replace(flags, children=children, subject_key=family_key)
 
     def add(self, new: NewContact) -> None:
         """Take a contact the batch records into account for the events after it."""
@@ -343,8 +479,27 @@ class KnownContacts:
             incident_date=new.incident,
             source_system=contact.source.system,
         )
-        for sid in dict.fromkeys(c.child.subject_id for c in new.children):
-            self._priors.setdefault(sid, []).append(prior)
+        for child in _each_child_once(new.children):
+            self._priors.setdefault(child.child.subject_id, []).append(prior)
+            self._see(
+                Sighting(
+                    person_key=child.person_key,
+                    subject_id=child.child.subject_id,
+                    contact_id=contact.contact_id,
+                    subject_key=contact.subject_key,
+                    hub=contact.hub,
+                    received_at=contact.received_at,
+                    basis=child.basis,
+                )
+            )
+
+
+def _each_child_once(children: Iterable[IdentifiedChild]) -> list[IdentifiedChild]:
+    """Each subject once, as first named (a child named twice in a contact is one child)."""
+    first: dict[str, IdentifiedChild] = {}
+    for child in children:
+        first.setdefault(child.child.subject_id, child)
+    return list(first.values())
 
 
 def decide_batch(
@@ -361,7 +516,8 @@ def decide_batch(
         if known.is_recorded(arrival.source):
             decided.append(None)
             continue
-        contact = contact_of(arrival, topology, known.history(arrival), clock())
+        hub = resolve_hub(arrival.payload, topology).hub
+        contact = contact_of(arrival, topology, known.history(arrival, hub), clock())
         new = NewContact(contact, arrival.children, arrival.incident, arrival.message)
         known.add(new)
         decided.append(new)

@@ -1,6 +1,6 @@
 """Intake's SQL, in one place: the system of record for contacts and children.
 
-A batch costs a constant number of statements whatever its size: three reads before its
+A batch costs a constant number of statements whatever its size: five reads before its
 events are decided (:func:`known_contacts`) and five writes after (:func:`record_contacts`),
 each set-based (``unnest`` of one array per column). The reads return a superset of what
 any event of the batch would have read on its own; :class:`KnownContacts` narrows it per
@@ -24,8 +24,10 @@ from services.intake.contacts import (
     KnownContacts,
     NewContact,
     PriorContact,
+    Sighting,
     child_sightings,
 )
+from services.intake.council_cases import CouncilCase, OpenCouncilCase, RecordedStatus
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -34,17 +36,53 @@ LINK_REASON = "same_child_same_incident_date"
 
 
 async def known_contacts(conn: Connection, arrivals: Sequence[Arrival]) -> KnownContacts:
-    """What the database holds for a batch's events, in three queries: their recorded
-    (system, reference) pairs, the recorded contacts about their children that a
-    re-referral window or an incident date of the batch may reach, and the open cases."""
+    """What the database holds for a batch's events, in five queries: their recorded
+    (system, reference) pairs; every contact about their children or a child with the same
+    person key (probable matches) and the council's open cases of either; then, for the
+    children and every subject so matched, the recorded contacts that a re-referral window
+    or an incident date of the batch may reach, and the open queue items."""
     sources = await recorded_sources(
         conn, [(a.source.system, a.source.reference) for a in arrivals]
     )
-    subject_ids = sorted({sid for a in arrivals for sid in a.subject_ids})
-    if not subject_ids:
+    own = sorted({sid for a in arrivals for sid in a.subject_ids})
+    if not own:
         return KnownContacts(sources, {}, ())
+    people = sorted({c.person_key for a in arrivals for c in a.children if c.person_key})
+    seen = await sightings(conn, own, people)
+    cases = await open_council_cases(conn, own, people)
+    subject_ids = sorted({*own, *(s.subject_id for s in seen), *(c.subject_id for c in cases)})
     priors = await prior_contacts(conn, subject_ids, arrivals)
-    return KnownContacts(sources, priors, await open_case_subjects(conn, subject_ids))
+    open_subjects = await open_case_subjects(conn, subject_ids)
+    return KnownContacts(sources, priors, open_subjects, seen, cases)
+
+
+async def sightings(
+    conn: Connection, subject_ids: Sequence[str], person_keys: Sequence[str]
+) -> list[Sighting]:
+    """Every recorded contact about one of the children or about a child with one of the
+    person keys: what a probable match and the family's subject key are read from."""
+    rows = await conn.fetch(
+        """
+        SELECT cc.person_key, cc.subject_id, c.contact_id, c.subject_key, c.hub, c.received_at,
+            cc.match_basis
+        FROM contact_children cc JOIN contacts c USING (contact_id)
+        WHERE cc.subject_id = ANY($1::text[]) OR cc.person_key = ANY($2::text[])
+        """,
+        list(subject_ids),
+        list(person_keys),
+    )
+    return [
+        Sighting(
+            r["person_key"],
+            r["subject_id"],
+            r["contact_id"],
+            r["subject_key"],
+            r["hub"],
+            r["received_at"],
+            r["match_basis"],
+        )
+        for r in rows
+    ]
 
 
 async def recorded_sources(
@@ -121,11 +159,11 @@ async def _insert_contacts(conn: Connection, recorded: Sequence[NewContact]) -> 
         INSERT INTO contacts (contact_id, contact_reference, source_kind, source_system,
             source_reference, source_event_id, agency_id, referral_source, hub, out_of_area,
             subject_key, received_at, recorded_at, incident_date, address_unresolved,
-            re_referral, open_case)
+            re_referral, open_case, dash_score, consent_obtained, consent_override_reason)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
             $6::text[], $7::text[], $8::text[], $9::text[], $10::boolean[], $11::text[],
             $12::timestamptz[], $13::timestamptz[], $14::date[], $15::boolean[],
-            $16::boolean[], $17::boolean[])
+            $16::boolean[], $17::boolean[], $18::smallint[], $19::boolean[], $20::text[])
         """,
         [c.contact_id for c in contacts],
         [c.contact_reference for c in contacts],
@@ -144,20 +182,29 @@ async def _insert_contacts(conn: Connection, recorded: Sequence[NewContact]) -> 
         [c.address_unresolved for c in contacts],
         [c.re_referral for c in contacts],
         [c.open_case for c in contacts],
+        [c.dash_score for c in contacts],
+        [c.consent.obtained if c.consent else None for c in contacts],
+        [c.consent.override_reason if c.consent else None for c in contacts],
     )
 
 
 async def _insert_contact_children(conn: Connection, recorded: Sequence[NewContact]) -> None:
     """One row per (contact, child); a child named twice in a contact keeps its first row."""
     rows: dict[tuple[str, str], IdentifiedChild] = {}
+    matched: dict[tuple[str, str], list[str]] = {}
     for n in recorded:
         for c in n.children:
             rows.setdefault((n.contact.contact_id, c.child.subject_id), c)
+        for child in n.contact.children:  # as recorded: with its probable matches
+            matched.setdefault((n.contact.contact_id, child.subject_id), child.matched_subject_ids)
     keys = list(rows)
     await conn.execute(
         """
-        INSERT INTO contact_children (contact_id, subject_id, child_ref, household_key, match_basis)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+        INSERT INTO contact_children (contact_id, subject_id, child_ref, household_key,
+            match_basis, person_key, matched_subject_ids)
+        SELECT c, s, r, h, b, p, ARRAY(SELECT jsonb_array_elements_text(m))
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::jsonb[]) AS v(c, s, r, h, b, p, m)
         ON CONFLICT DO NOTHING
         """,
         [cid for cid, _ in keys],
@@ -165,6 +212,8 @@ async def _insert_contact_children(conn: Connection, recorded: Sequence[NewConta
         [rows[k].child.child_ref for k in keys],
         [rows[k].child.household_key for k in keys],
         [rows[k].basis for k in keys],
+        [rows[k].person_key for k in keys],
+        [json.dumps(matched.get(k, [])) for k in keys],
     )
 
 
@@ -232,3 +281,77 @@ def _headers_json(message: InboundMessage) -> str:
             for k, v in message.headers
         ]
     )
+
+
+# --- the council's cases (mash.inbound.case-status.v1) ------------------------------------
+
+
+async def recorded_case_statuses(
+    conn: Connection, council_case_ids: Sequence[str]
+) -> dict[str, RecordedStatus]:
+    """The latest recorded status of each of these council cases that has one."""
+    if not council_case_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT council_case_id, status, at FROM council_cases"
+        " WHERE council_case_id = ANY($1::text[])",
+        sorted(set(council_case_ids)),
+    )
+    return {r["council_case_id"]: RecordedStatus(r["status"], r["at"]) for r in rows}
+
+
+async def record_case_statuses(conn: Connection, rows: Sequence[CouncilCase]) -> None:
+    """Insert or move on each council case to its row, in one statement: one row per case
+    (:func:`~services.intake.council_cases.cases_to_record`). A row never replaces a later
+    status (on the same ``at``, open stays), whoever wrote that one meanwhile."""
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO council_cases (council_case_id, case_system, child_ref, case_type,
+            subject_id, person_key, status, at, team, hub, event_id, recorded_at)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+            $12::timestamptz[])
+        ON CONFLICT (council_case_id) DO UPDATE
+            SET subject_id = EXCLUDED.subject_id, person_key = EXCLUDED.person_key,
+                status = EXCLUDED.status, at = EXCLUDED.at, team = EXCLUDED.team,
+                hub = EXCLUDED.hub, event_id = EXCLUDED.event_id,
+                recorded_at = EXCLUDED.recorded_at
+            WHERE (EXCLUDED.at, EXCLUDED.status = 'open')
+                > (council_cases.at, council_cases.status = 'open')
+        """,
+        [r.council_case_id for r in rows],
+        [r.case_system for r in rows],
+        [r.child_ref for r in rows],
+        [r.case_type for r in rows],
+        [r.subject_id for r in rows],
+        [r.person_key for r in rows],
+        [r.status for r in rows],
+        [r.at for r in rows],
+        [r.team for r in rows],
+        [r.hub for r in rows],
+        [r.event_id for r in rows],
+        [r.recorded_at for r in rows],
+    )
+
+
+async def open_council_cases(
+    conn: Connection, subject_ids: Sequence[str], person_keys: Sequence[str]
+) -> list[OpenCouncilCase]:
+    """The council's cases whose latest status is open, of one of the children (by subject
+    id) or of a child with one of the person keys (a probable match), in case id order."""
+    if not subject_ids and not person_keys:
+        return []
+    rows = await conn.fetch(
+        """
+        SELECT subject_id, person_key, case_type, hub FROM council_cases
+        WHERE status = 'open' AND (subject_id = ANY($1::text[]) OR person_key = ANY($2::text[]))
+        ORDER BY council_case_id
+        """,
+        list(subject_ids),
+        list(person_keys),
+    )
+    return [
+        OpenCouncilCase(r["subject_id"], r["person_key"], r["case_type"], r["hub"]) for r in rows
+    ]

@@ -2,7 +2,7 @@
 
 Pure: the only I/O is reading the rule-set file (once, at start-up); there are no clock
 reads — the decision time is passed in. The rules themselves are data
-(``rulesets/default-v2.yaml``); what each condition word *means* is the code below, and
+(``rulesets/default-v3.yaml``); what each condition word *means* is the code below, and
 the vocabulary is documented at the top of the shipped file.
 """
 
@@ -21,7 +21,7 @@ import yaml
 
 from schemas.base import FactorCode, Outcome, Rag, ReferralSource
 from schemas.events import Contact, ContactChild, Decision, DecisionSubject, RuleHit
-from schemas.inbound import DashRisk, Disclosure, IncidentType, Indicators
+from schemas.inbound import CaseType, DashRisk, Disclosure, IncidentType, Indicators
 from services.common import encompass
 from services.common.calendar import incident_date
 from services.common.ids import derive_id
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 RULESETS_DIR = Path(__file__).with_name("rulesets")
-DEFAULT_RULE_SET = "default-v2"
+DEFAULT_RULE_SET = "default-v3"
 
 #: The outcome of each threshold level (DOMAIN.md); a level's name and RAG are data.
 LEVEL_OUTCOMES: Mapping[int, str] = {
@@ -67,6 +67,7 @@ INCIDENT_TYPES: frozenset[str] = frozenset(get_args(IncidentType))
 DASH_RISKS: frozenset[str] = frozenset(get_args(DashRisk))
 DISCLOSURES: frozenset[str] = frozenset(get_args(Disclosure)) - {"none"}
 INDICATORS: frozenset[str] = frozenset({"immediate_danger", "injury_observed", "forced_marriage"})
+CASE_TYPES: frozenset[str] = frozenset(get_args(CaseType))
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 RAGS: frozenset[str] = frozenset(get_args(Rag))
 
@@ -337,6 +338,11 @@ def _child_age_at_least(value: Any, where: _Where) -> Condition:
     return lambda f: f.age is not None and f.age >= limit
 
 
+def _council_case(value: Any, where: _Where) -> Condition:
+    wanted = _codes(value, CASE_TYPES, "council_case", where)
+    return lambda f: not wanted.isdisjoint(f.child.council_cases)
+
+
 def present_or_resident(child: ContactChild) -> bool:
     """Police: the child was present or lives there. Referral children have neither flag
     (both None) and count as resident: they are the subjects of the referral."""
@@ -413,6 +419,7 @@ WORDS: Mapping[str, Callable[[Any, _Where], Condition]] = {
     "child_age_under": _child_age_under,
     "child_age_at_least": _child_age_at_least,
     "child_present_or_resident": _child_present_or_resident,
+    "council_case": _council_case,
     "count_at_least": _count_at_least,
     "sibling_level_at_least": _sibling_level_at_least,
     "concern": _concern,
@@ -517,7 +524,7 @@ _RULE_KEYS = {
 
 
 def load_rule_set(name_or_path: str | Path = DEFAULT_RULE_SET) -> RuleSet:
-    """Load and validate a rule set: a bare name (``"default-v2"``) is a shipped file in
+    """Load and validate a rule set: a bare name (``"default-v3"``) is a shipped file in
     ``rulesets/``; anything else is a path.
 
     Raises RuleSetError with one line naming the file, the rule and the problem.
@@ -802,6 +809,9 @@ def evaluate(
         marac_referral=joint
         and (contact.dash_risk == "high" or any(rule.marac_referral for rule, _ in fired)),
         encompass_required=encompass.required(contact),
+        # The police detail of a restricted notification is for the s47 queue only; the
+        # decision itself is made as for any other (restriction limits sharing, not care).
+        restricted=contact.restricted,
         source="rules",
         decided_at=decided_at,
         hub=contact.hub,
@@ -866,4 +876,12 @@ def _subject(
             else None
         ),
         rules=[RuleHit(id=rule.id, reason=rule.reason.format_map(values)) for rule in mine],
+        step_up=steps_up(level, child.child),
     )
+
+
+def steps_up(level: int, child: ContactChild) -> bool:
+    """A child with an open early-help case and a level-3 concern steps up to assessment
+    (DOMAIN "Identity and history"): routing opens an assessment rather than updating the
+    early-help case. (At level 4 the open case escalates to s47 anyway.)"""
+    return level == 3 and "early_help" in child.council_cases

@@ -1,8 +1,10 @@
 """Screening history of one household: what earlier contacts tell the stateful rules.
 
 Pure: no I/O, no Faust, no clock reads. The screening service keeps one
-:class:`HouseholdHistory` per subject key (the household key of the contact's first child,
-else that child's subject id — the key of ``mash.contacts.v1``) in a changelog-backed Faust
+:class:`HouseholdHistory` per subject key (the key of ``mash.contacts.v1``: the household
+of the contact's first child, else that child's subject id — or, when intake has seen one
+of the children before, the key of the family's earlier contacts, so the history follows a
+family that moves, DOMAIN "Identity and history") in a changelog-backed Faust
 table, as the JSON of :meth:`HouseholdHistory.to_json`; the what-if tool keeps the same
 histories in a dict. Both call the same two functions, in this order, for each contact:
 
@@ -10,9 +12,11 @@ histories in a dict. Both call the same two functions, in this order, for each c
   replay or a redelivery after a crash never counts a contact twice.
 * :meth:`HouseholdHistory.facts_for` — the counts the rule engine wants
   (:class:`~services.screening.engine.ScreeningHistory`): *previous* contacts only, never
-  the contact itself, within the rule set's windows (:class:`~services.screening.engine.
-  Windows`: by default 365 days for domestic abuse, 90 for low-graded police
-  notifications and missing episodes) before its incident time.
+  the contact itself; a child's counts include its probable matches' (intake's
+  ``matched_subject_ids``: the same child at its old address); within the rule set's
+  windows (:class:`~services.screening.engine.Windows`: by default 365 days for domestic
+  abuse, 90 for low-graded police notifications and missing episodes) before its incident
+  time.
 
 "Previous" is measured on incident time (the receipt time when a contact has none), not
 on arrival order: a notification that arrives late about an earlier incident is screened
@@ -163,19 +167,25 @@ class HouseholdHistory:
         windows = windows or Windows()
         at = event_time(contact)
         earlier = [e for e in self.entries if e.contact_id != contact.contact_id and e.at <= at]
-        subjects = [c.subject_id for c in contact.children]
+        # A child's own entries and its probable matches' (the same child before a move).
+        known_as = {c.subject_id: {c.subject_id, *c.matched_subject_ids} for c in contact.children}
 
         def within(days: int) -> list[Entry]:
             return [e for e in earlier if at - e.at <= timedelta(days=days)]
+
+        def about(child: str, subjects: tuple[str, ...]) -> bool:
+            return not known_as[child].isdisjoint(subjects)
 
         police = within(windows.low_graded_police)
         missing = within(windows.missing_episodes)
         return ScreeningHistory(
             da_incidents_365d=sum(1 for e in within(windows.da_notifications) if e.domestic_abuse),
             low_graded_police_90d={
-                s: sum(1 for e in police if s in e.low_graded) for s in subjects
+                s: sum(1 for e in police if about(s, e.low_graded)) for s in known_as
             },
-            missing_episodes_90d={s: sum(1 for e in missing if s in e.missing) for s in subjects},
+            missing_episodes_90d={
+                s: sum(1 for e in missing if about(s, e.missing)) for s in known_as
+            },
         )
 
     def to_json(self) -> bytes:

@@ -1,6 +1,6 @@
 """Threshold rules: (contact, history) -> decision. Pure: no I/O, no Faust, no clock reads.
 
-The rules are data, in ``rulesets/default-v2.yaml`` (where the S47 rules are); the engine
+The rules are data, in ``rulesets/default-v3.yaml`` (where the S47 rules are); the engine
 that reads and applies them is :mod:`services.screening.engine`. This module is the
 screening service's entry point to both.
 """
@@ -41,5 +41,5 @@ RULE_SET_VERSION = DEFAULT_RULE_SET
 
 @cache
 def default_rule_set() -> RuleSet:
-    """The shipped ``default-v2`` rule set, loaded (and validated) once."""
+    """The shipped ``default-v3`` rule set, loaded (and validated) once."""
     return load_rule_set(DEFAULT_RULE_SET)

@@ -1,6 +1,6 @@
 """What-if: how would outcomes change under another rule set?
 
-    python -m services.screening.whatif --baseline default-v2 --candidate my-rules.yaml \\
+    python -m services.screening.whatif --baseline default-v3 --candidate my-rules.yaml \\
         contacts.jsonl [--json out.json] [--csv out.csv]
 
 Runs a JSONL of recorded contacts through two rule-set versions and reports the outcome
@@ -397,7 +397,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m services.screening.whatif",
         description="Run a JSONL of contacts through two rule-set versions and report the "
         "outcome matrix and the contacts that move. No Kafka, no database.",
-        epilog="example: python -m services.screening.whatif --baseline default-v2 "
+        epilog="example: python -m services.screening.whatif --baseline default-v3 "
         "--candidate ./my-rules.yaml contacts.jsonl --csv moved.csv",
     )
     parser.add_argument("contacts", type=Path, help="JSONL of contacts or replay records")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from services.common.topics import (
+    INBOUND_CASE_STATUS,
     INBOUND_POLICE,
     INBOUND_REFERRALS,
     KEYED_TOPICS,
@@ -17,7 +18,13 @@ from services.common.topics import (
 )
 
 #: Contract names of the topics upstream systems write to (CONTRACT.md "Inbound topics").
-INBOUND_TOPICS = (INBOUND_POLICE, INBOUND_REFERRALS, PRACTITIONER_DECISIONS, QUEUE_UPDATES)
+INBOUND_TOPICS = (
+    INBOUND_POLICE,
+    INBOUND_REFERRALS,
+    INBOUND_CASE_STATUS,
+    PRACTITIONER_DECISIONS,
+    QUEUE_UPDATES,
+)
 
 _INBOUND_FAMILY = re.compile(r"mash\.inbound\.")
 _QUEUE_TOPIC = re.compile(

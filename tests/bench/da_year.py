@@ -3,7 +3,7 @@ the pure engine and history (no Kafka, no database), with the outcome split prin
 the source review's (DOMAIN.md: about 30% no further action, 40% single agency, 7-13%
 initial assessment, 24-27% s47). A comparison to read, not a test: it asserts nothing.
 
-    python -m tests.bench.da_year [--notifications 10000] [--seed 7] [--rule-set default-v2]
+    python -m tests.bench.da_year [--notifications 10000] [--seed 7] [--rule-set default-v3]
         [--jsonl out.jsonl]
 
 The generator is seeded and deliberately simple; its assumptions (below) are the knobs,

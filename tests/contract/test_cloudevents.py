@@ -39,7 +39,13 @@ from schemas.events import (
     SchoolNotification,
     SlaBreach,
 )
-from schemas.inbound import PoliceNotification, PractitionerDecision, QueueUpdate, Referral
+from schemas.inbound import (
+    CaseStatus,
+    PoliceNotification,
+    PractitionerDecision,
+    QueueUpdate,
+    Referral,
+)
 from schemas.types import CE_TYPES, MODELS, ce_type_of
 
 INBOUND: dict[str, type[ContractModel]] = {
@@ -54,6 +60,7 @@ EXAMPLES: dict[type[ContractModel], Callable[..., dict[str, Any]]] = {
     Referral: ex.referral,
     PractitionerDecision: ex.practitioner_decision,
     QueueUpdate: ex.queue_update,
+    CaseStatus: ex.case_status,
     Contact: ex.contact,
     Decision: ex.decision,
     QueueItem: ex.queue_item,
@@ -180,7 +187,7 @@ def test_encode_ce_type_override_and_errors() -> None:
 
 def test_registry_is_complete_and_unique() -> None:
     """Every event model has one ce_type of the form uk.gov.mash.<name>.v<N>."""
-    assert len(set(CE_TYPES.values())) == len(CE_TYPES) == 12
+    assert len(set(CE_TYPES.values())) == len(CE_TYPES) == 13
     assert all(
         ce_type.startswith("uk.gov.mash.") and ce_type.endswith(".v1")
         for ce_type in CE_TYPES.values()

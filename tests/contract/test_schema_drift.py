@@ -19,6 +19,7 @@ FIX = "run `python -m schemas.export` and commit the files under schemas/json/"
 TOPICS = {
     "mash.inbound.police-notifications.v1",
     "mash.inbound.referrals.v1",
+    "mash.inbound.case-status.v1",
     "mash.practitioner-decisions.v1",
     "mash.queue-updates.v1",
     "mash.contacts.v1",

@@ -5,7 +5,11 @@ never from hand-inserted rows (the domain issue's pipeline-level tests).
   the highest;
 - the same incident by another channel is linked, not a re-referral; a later referral
   about another incident is one, and lifts neglect to an assessment;
-- escalation: the third low-graded police notification about a child in 90 days.
+- escalation: the third low-graded police notification about a child in 90 days;
+- repeat domestic abuse across a house move: the family's history follows it (a probable
+  match on the child's names and birth date at the new postcode);
+- case status from the council: an open child protection plan makes a new domestic-abuse
+  notification s47; an open early-help case steps a level-3 concern up to assessment.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from deploy.local.pipeline import ServiceProcesses
 from schemas import examples as ex
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary
-from schemas.inbound import PoliceNotification, Referral
-from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
+from schemas.inbound import CaseStatus, PoliceNotification, Referral
+from services.common.topics import INBOUND_CASE_STATUS, INBOUND_POLICE, INBOUND_REFERRALS
 from tests.support import Isolated, fetch, fetchval, publish, wait_until
 
 pytestmark = pytest.mark.integration
@@ -193,3 +197,131 @@ async def test_the_third_low_graded_police_notification_in_90_days_escalates(
         seen.append(await _screened(world, reference))
     assert ["R3-ESCALATE" in s["rules"] for s in seen] == [False, False, True]
     assert seen[2]["level"] == 3
+
+
+def _standard_da(
+    reference: str, day: str, kid: dict[str, Any], postcode: str
+) -> PoliceNotification:
+    """A standard-risk domestic-abuse notification with ``kid`` at home at ``postcode``."""
+    home = {"line1": "5 Example Way", "town": "Birmingham", "postcode": postcode}
+    return PoliceNotification.model_validate(
+        ex.police_notification(
+            notification_id=reference,
+            occurred_at=f"{day}T21:00:00+00:00",
+            reported_at=f"{day}T23:00:00+00:00",
+            location_postcode=postcode,
+            crime_reference=None,
+            ppn_grade="medium",
+            dash_risk="standard",
+            dash_score=4,
+            factors=[],
+            children=[{**kid, "address": home, "present_at_incident": True, "resident": True}],
+        )
+    )
+
+
+async def test_repeat_domestic_abuse_follows_a_family_that_moved(
+    world: Isolated, pipeline: ServiceProcesses
+) -> None:
+    # Two notifications at the old address (B11), then the family moves to B12 (the same
+    # hub) and a third is the third in a year: R3-DA-REPEAT, as if it had not moved.
+    kid = _child("C-MOVE", "Example-Move", "2015-06-06")
+    seen = []
+    for n, (day, postcode) in enumerate(
+        (("2024-01-05", "B11 1AA"), ("2024-02-05", "B11 1AA"), ("2024-03-05", "B12 9ZZ")),
+        start=1,
+    ):
+        reference = f"WM-MOVE-{n}"
+        notification = _standard_da(reference, day, kid, postcode)
+        await _send(world, INBOUND_POLICE, reference, POLICE_SOURCE, notification)
+        seen.append(await _screened(world, reference))
+    assert ["R3-DA-REPEAT" in s["rules"] for s in seen] == [False, False, True]
+    assert seen[2]["level"] == 3
+    [moved] = await fetch(
+        world.dsn,
+        "SELECT cc.subject_id, cc.matched_subject_ids, c.subject_key FROM contact_children cc"
+        " JOIN contacts c USING (contact_id) WHERE c.contact_id = $1",
+        seen[2]["contact_id"],
+    )
+    [before] = await fetch(
+        world.dsn,
+        "SELECT cc.subject_id, c.subject_key FROM contact_children cc"
+        " JOIN contacts c USING (contact_id) WHERE c.contact_id = $1",
+        seen[1]["contact_id"],
+    )
+    assert moved["subject_id"] != before["subject_id"], "a new postcode: a new subject"
+    assert list(moved["matched_subject_ids"]) == [before["subject_id"]]
+    assert moved["subject_key"] == before["subject_key"], "the family's history key"
+
+
+async def _council_opens(
+    world: Isolated, child_ref: str, case_type: str, kid: dict[str, Any]
+) -> None:
+    """The council's case system opens a case for ``kid`` (known to it without an address)."""
+    status = CaseStatus.model_validate(
+        ex.case_status(
+            child={
+                "child_ref": child_ref,
+                "given_name": kid["given_name"],
+                "family_name": kid["family_name"],
+                "date_of_birth": kid["date_of_birth"],
+            },
+            case_type=case_type,
+            hub=None,
+            at="2024-02-01T10:00:00+00:00",
+        )
+    )
+    await _send(world, INBOUND_CASE_STATUS, child_ref, "urn:council:liquidlogic", status)
+
+    async def recorded() -> bool:
+        return bool(
+            await fetchval(
+                world.dsn,
+                "SELECT count(*) FROM council_cases WHERE child_ref = $1 AND status = 'open'",
+                child_ref,
+            )
+        )
+
+    await wait_until(recorded, timeout=60, what=f"the council's {case_type} case recorded")
+
+
+async def test_an_open_child_protection_plan_makes_new_domestic_abuse_s47(
+    world: Isolated, pipeline: ServiceProcesses
+) -> None:
+    kid = _child("C-CPP", "Example-Plan", "2014-02-02")
+    before = await _screen_da(world, "WM-CPP-0", "2024-01-20", kid)
+    assert (before["level"], before["open_case"]) == (2, False), "standard risk, no case"
+    await _council_opens(world, "LCS-CPP", "child_protection_plan", kid)
+    seen = await _screen_da(world, "WM-CPP-1", "2024-03-05", kid)
+    assert seen["open_case"] is True
+    assert (seen["level"], seen["outcome"]) == (4, "s47")
+    assert "R4-DA-CP-PLAN" in seen["rules"]
+
+
+async def test_an_open_early_help_case_steps_a_level_3_concern_up_to_assessment(
+    world: Isolated, pipeline: ServiceProcesses
+) -> None:
+    kid = _child("C-EH", "Example-Help", "2013-07-07")
+    await _council_opens(world, "LCS-EH", "early_help", kid)
+    seen = await _screen_da(world, "WM-EH-1", "2024-03-05", kid, dash="medium")
+    assert seen["open_case"] is True
+    assert (seen["level"], seen["items"]) == (
+        3,
+        [("initial-assessment", "initial_assessment", "amber", None)],
+    )
+    [item] = await fetch(
+        world.dsn,
+        "SELECT step_up, open_case_update FROM queue_items WHERE contact_id = $1",
+        seen["contact_id"],
+    )
+    assert (item["step_up"], item["open_case_update"]) == (True, False)
+
+
+async def _screen_da(
+    world: Isolated, reference: str, day: str, kid: dict[str, Any], dash: str = "standard"
+) -> dict[str, Any]:
+    notification = _standard_da(reference, day, kid, ex.POSTCODE_SOUTH)
+    if dash != "standard":
+        notification = notification.model_copy(update={"dash_risk": dash})
+    await _send(world, INBOUND_POLICE, reference, POLICE_SOURCE, notification)
+    return await _screened(world, reference)

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 #: Files the examples name that the reader writes themselves, and the stand-ins here.
 READERS_FILES = {
-    "draft-rules.yaml": RULESETS_DIR / "default-v2.yaml",
+    "draft-rules.yaml": RULESETS_DIR / "default-v3.yaml",
     "my-mix.yaml": DEFAULT_CALIBRATION,
 }
 PREFIX = re.compile(r"(MASH_TOPIC_PREFIX=|--(?:source-|target-)?prefix[ =])(\S*)")

@@ -25,6 +25,7 @@ from services.intake.contacts import (
     decide_batch,
     history_of,
 )
+from services.intake.council_cases import OpenCouncilCase
 
 TOPOLOGY = load_topology("two-hubs")
 RECEIVED = datetime(2025, 6, 2, 12, tzinfo=UTC)
@@ -201,8 +202,8 @@ def test_an_earlier_contact_about_another_incident_is_a_re_referral_a_linked_one
 
 def test_open_case_is_any_child_with_an_open_item() -> None:
     arrival = referral("OC", source="urn:portal")
-    assert KnownContacts([], {}, arrival.subject_ids).history(arrival).open_case is True
-    assert KnownContacts([], {}, ["someone-else"]).history(arrival).open_case is False
+    assert KnownContacts([], {}, arrival.subject_ids).history(arrival, HUB).open_case is True
+    assert KnownContacts([], {}, ["someone-else"]).history(arrival, HUB).open_case is False
 
 
 def test_children_rows_keep_the_first_basis_and_sighting_and_the_last_contact() -> None:
@@ -223,3 +224,85 @@ def test_children_rows_keep_the_first_basis_and_sighting_and_the_last_contact() 
         last.contact.recorded_at,
     )
     assert by_id[batch[1].subject_ids[0]].last_contact_id == other.contact.contact_id
+
+
+HUB = "north-west-central"
+
+
+def moved(ref: str, postcode: str, received: datetime, *, source: str) -> Arrival:
+    """A referral about the example child without an NHS number, living at ``postcode``."""
+    return referral(
+        ref,
+        received,
+        source=source,
+        nhs_number=None,
+        address={"line1": "9 Example Road", "postcode": postcode},
+    )
+
+
+def test_a_child_who_moved_is_a_probable_match_whose_history_follows_it() -> None:
+    before, after = recorded(
+        [
+            moved("M-1", "B6 4AA", RECEIVED, source="urn:portal"),
+            moved("M-2", "B20 1AA", RECEIVED + timedelta(days=150), source="urn:school"),
+        ],
+        KnownContacts([], {}, ()),
+        TOPOLOGY,
+        clock(),
+    )
+    old, new = before.contact.children[0], after.contact.children[0]
+    assert old.subject_id != new.subject_id, "another postcode: another subject"
+    assert (old.match_basis, new.match_basis) == ("demographic", "probable")
+    assert new.matched_subject_ids == [old.subject_id]
+    assert new.matched_contact_ids == [before.contact.contact_id]
+    assert after.contact.subject_key == before.contact.subject_key, "the family's key"
+    assert after.contact.re_referral is True, "the earlier referral was of the same child"
+
+
+def test_a_probable_match_is_only_within_the_hub_and_never_across_nhs_numbers() -> None:
+    north, south = recorded(
+        [
+            moved("H-1", "B6 4AA", RECEIVED, source="urn:portal"),
+            moved("H-2", "B11 1AA", RECEIVED + timedelta(days=1), source="urn:portal"),
+        ],
+        KnownContacts([], {}, ()),
+        TOPOLOGY,
+        clock(),
+    )
+    assert north.contact.hub != south.contact.hub
+    assert south.contact.children[0].match_basis == "demographic"
+    assert south.contact.children[0].matched_subject_ids == []
+    assert south.contact.re_referral is False
+    one, other = recorded(
+        [
+            referral("N-1", source="urn:portal", nhs_number="9990002010"),
+            referral("N-2", source="urn:portal", nhs_number="9990002029"),
+        ],
+        KnownContacts([], {}, ()),
+        TOPOLOGY,
+        clock(),
+    )
+    assert other.contact.children[0].matched_subject_ids == []
+    assert other.contact.subject_key == one.contact.subject_key, "the same address"
+
+
+def test_an_open_council_case_is_an_open_case_and_names_its_type() -> None:
+    arrival = moved("CC-1", "B6 4AA", RECEIVED, source="urn:portal")
+    person = arrival.children[0].person_key
+    case = OpenCouncilCase(
+        subject_id="council-child", person_key=person, case_type="early_help", hub=None
+    )
+    [new] = recorded([arrival], KnownContacts([], {}, (), (), [case]), TOPOLOGY, clock())
+    child = new.contact.children[0]
+    assert new.contact.open_case is True
+    assert child.council_cases == ["early_help"]
+    assert (child.match_basis, child.matched_subject_ids) == ("probable", ["council-child"])
+    elsewhere = OpenCouncilCase("council-child", person, "early_help", "east-south")
+    [other] = recorded(
+        [moved("CC-2", "B6 4AA", RECEIVED, source="urn:portal")],
+        KnownContacts([], {}, (), (), [elsewhere]),
+        TOPOLOGY,
+        clock(),
+    )
+    assert other.contact.open_case is False, "a case held by another hub's council"
+    assert other.contact.children[0].council_cases == []

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from services.intake.linking import household_key, normalise_name, subject_id
+from services.intake.linking import household_key, normalise_name, person_key, subject_id
 
 BORN = date(2019, 5, 17)
 
@@ -14,6 +14,7 @@ BORN = date(2019, 5, 17)
 def sid(**overrides: object) -> str:
     base: dict[str, object] = {
         "nhs_number": None,
+        "given_name": "Test-Child",
         "family_name": "Example-One",
         "birth_date": BORN,
         "postcode": "B6 4AA",
@@ -58,6 +59,7 @@ def test_demographic_match_ignores_case_spacing_and_punctuation(
     "near_miss",
     [
         {"family_name": "Example-Onr"},  # one letter different
+        {"given_name": "Test-Twin"},  # a twin: same family, birth date and address
         {"family_name": "Smyth"},
         {"birth_date": date(2019, 5, 18)},  # a day apart
         {"birth_date": date(2018, 5, 17)},
@@ -87,3 +89,17 @@ def test_household_key_is_shared_by_the_same_address_only() -> None:
         "B6 4AA", "3 Example Street"
     )
     assert household_key(None, "1 Example Street") is None
+
+
+def test_a_person_key_ignores_the_address_so_a_family_that_moved_shares_it() -> None:
+    here = person_key("Test-Child", "Example-One", BORN)
+    assert here == person_key("test child", "EXAMPLE ONE", BORN)
+    assert sid(postcode="B6 4AA") != sid(postcode="B11 1AA")
+    assert here is not None
+    assert person_key("Test-Twin", "Example-One", BORN) != here
+    assert person_key("Test-Child", "Example-One", date(2019, 5, 18)) != here
+
+
+def test_no_person_key_without_a_family_name_or_a_date() -> None:
+    assert person_key("Test-Child", None, BORN) is None
+    assert person_key("Test-Child", "Example-One", None) is None

@@ -29,8 +29,11 @@ def kid(
     resident: bool | None = True,
     urn: str | None = examples.SCHOOL_URN,
     indicators: dict[str, Any] | None = None,
+    council_cases: list[str] | None = None,
+    matched: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A contact child (a police child by default; pass present/resident None for referrals)."""
+    """A contact child (a police child by default; pass present/resident None for referrals);
+    ``council_cases``: the council's open cases; ``matched``: probably matched subjects."""
     return {
         "subject_id": subject_id,
         "child_ref": f"C-{subject_id}",
@@ -45,6 +48,8 @@ def kid(
         "present_at_incident": present,
         "resident": resident,
         "indicators": indicators,
+        "council_cases": council_cases or [],
+        "matched_subject_ids": matched or [],
     }
 
 

@@ -261,3 +261,18 @@ def test_replays_never_change_what_any_contact_is_screened_with(
                 noisy.record(contacts[r])
     assert [got[c.contact_id] for c in contacts] == expected
     assert noisy.get(HOUSEHOLD) == clean.get(HOUSEHOLD)
+
+
+def test_a_moved_childs_own_counts_include_its_probable_matches() -> None:
+    # The same child at its old address had another subject id; intake names it.
+    history = HouseholdHistory()
+    for n in (1, 2):
+        history = history.record(police_at(f"OLD-{n}", T0 + timedelta(days=n), subjects=("OLD",)))
+    later = T0 + timedelta(days=30)
+    moved = police_at("NEW", later, subjects=("NEW",))
+    linked = moved.model_copy(
+        update={"children": [moved.children[0].model_copy(update={"matched_subject_ids": ["OLD"]})]}
+    )
+    assert history.facts_for(linked).low_graded_police_90d == {"NEW": 2}
+    assert history.facts_for(moved).low_graded_police_90d == {"NEW": 0}
+    assert history.facts_for(moved).da_incidents_365d == 2, "the family's key: the household's"

@@ -1,4 +1,4 @@
-"""Every rule of the shipped rule set (default-v2): a case that fires and a case that only
+"""Every rule of the shipped rule set (default-v3): a case that fires and a case that only
 just does not.
 
 Police incidents are on 2024-03-12 and referrals arrive on 2024-03-13 (London dates), so
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from schemas.events import Contact
-from services.screening.engine import ScreeningHistory
+from services.screening.engine import ScreeningHistory, load_rule_set
 from tests.unit.screening.builders import (
     decide,
     hist,
@@ -240,6 +240,18 @@ CASES: dict[str, Case] = {
         police(dash="medium", children=[kid("A", present=False, resident=False), kid("B")]),
         False,
     ),
+    # R4-DA-CP-PLAN: children's social care's view decides (DOMAIN joint screening)
+    "da-cp-plan/standard": Case(
+        "R4-DA-CP-PLAN", police(children=[kid(council_cases=["child_protection_plan"])]), True
+    ),
+    "da-cp-plan/child-in-need": Case(
+        "R4-DA-CP-PLAN", police(children=[kid(council_cases=["child_in_need"])]), False
+    ),
+    "da-cp-plan/not-da": Case(
+        "R4-DA-CP-PLAN",
+        referral(["16A"], children=[ref_kid(council_cases=["child_protection_plan"])]),
+        False,
+    ),
     # R1-NONE
     "none/factor-21": Case("R1-NONE", referral(["21"]), True),
     "none/da-no-child-present": Case(
@@ -257,6 +269,7 @@ def test_rule_fires_or_not(case: Case) -> None:
 
 DOMAIN_RULES = {
     "R4-SEX", "R4-INJ-BABY", "R4-DANGER", "R4-FGM", "R4-CSE", "R4-PHYS", "R4-DA-HIGH",
+    "R4-DA-CP-PLAN",
     "R3-DA-MED", "R3-DA-REPEAT", "R3-DA-BABY", "R3-ESCALATE", "R3-NEGLECT", "R3-PARENT-YOUNG",
     "R3-EMO", "R3-MISSING", "R3-SIBLING", "R3-CCE", "R2-DA-STD", "R2-NEGLECT", "R2-PARENT",
     "R2-SELFHARM", "R2-NEEDS", "R2-HOUSING", "R1-NONE",
@@ -266,6 +279,8 @@ DOMAIN_RULES = {
 def test_every_rule_has_a_firing_and_a_not_firing_case() -> None:
     firing = {c.rule for c in CASES.values() if c.fires}
     not_firing = {c.rule for c in CASES.values() if not c.fires}
+    shipped = load_rule_set()
+    assert {r.id for r in shipped.rules} | {shipped.fallback.id} == DOMAIN_RULES
     assert firing == DOMAIN_RULES
     assert not_firing == DOMAIN_RULES
 
@@ -479,3 +494,12 @@ def test_a_child_no_rule_holds_for_gets_the_fallback() -> None:
     assert (inside.level, outside.level) == (3, 1)
     assert [h.id for h in outside.rules] == ["R1-NONE"]
     assert outside.outcome == "no_further_action"
+
+
+def test_an_early_help_child_with_a_level_3_concern_steps_up_to_assessment() -> None:
+    early_help = kid(council_cases=["early_help"])
+    stepped = decide(police(dash="medium", children=[early_help]))
+    assert (stepped.level, stepped.subjects[0].step_up) == (3, True)
+    # Level 2 stays with early help; without an early-help case there is nothing to step up.
+    assert decide(police(children=[early_help])).subjects[0].step_up is False
+    assert decide(police(dash="medium")).subjects[0].step_up is False

@@ -16,14 +16,14 @@ import yaml
 from services.screening.engine import RULESETS_DIR, RuleSetError, load_rule_set
 from services.screening.rules import RULE_SET_VERSION, default_rule_set
 
-SHIPPED = RULESETS_DIR / "default-v2.yaml"
+SHIPPED = RULESETS_DIR / "default-v3.yaml"
 SHIPPED_DATA: dict[str, Any] = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
 
 
 def test_shipped_rule_set_loads_by_name_and_by_path() -> None:
     by_name = load_rule_set()
     by_path = load_rule_set(str(SHIPPED))
-    assert by_name.version == "default-v2" == RULE_SET_VERSION
+    assert by_name.version == "default-v3" == RULE_SET_VERSION
     assert by_name.content_hash == by_path.content_hash == load_rule_set(SHIPPED).content_hash
     assert by_name.rules == by_path.rules
     assert default_rule_set() is default_rule_set()

@@ -23,14 +23,14 @@ from services.screening.whatif import (
 )
 from tests.unit.screening.test_history import T0, police_at
 
-DEFAULT_TEXT = (RULESETS_DIR / "default-v2.yaml").read_text(encoding="utf-8")
+DEFAULT_TEXT = (RULESETS_DIR / "default-v3.yaml").read_text(encoding="utf-8")
 
 
 def candidate(tmp_path: Path, old: str, new: str, version: str = "candidate-v2") -> Path:
-    """A copy of default-v2 with one change."""
+    """A copy of default-v3 with one change."""
     assert old in DEFAULT_TEXT
     path = tmp_path / f"{version}.yaml"
-    text = DEFAULT_TEXT.replace(old, new, 1).replace("version: default-v2", f"version: {version}")
+    text = DEFAULT_TEXT.replace(old, new, 1).replace("version: default-v3", f"version: {version}")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -100,7 +100,7 @@ def test_lines_without_a_contact_are_skipped_with_a_reason_code() -> None:
 
 def test_the_same_rule_set_moves_nothing() -> None:
     contacts = [police_at(f"C{n}", T0 + timedelta(days=n)) for n in range(3)]
-    result = run_whatif(contacts, "default-v2", "default-v2")
+    result = run_whatif(contacts, "default-v3", "default-v3")
     assert result.moved == ()
     assert result.screened == 3
     assert set(result.matrix) == {(o, o) for o, _ in result.matrix}
@@ -118,7 +118,7 @@ def test_a_changed_rule_moves_exactly_the_contacts_it_touches(tmp_path: Path) ->
         police_at("STD-1", T0, dash="standard", key="HH-B"),
         police_at("HIGH-1", T0, dash="high", key="HH-C"),
     ]
-    result = run_whatif(contacts, "default-v2", rules)
+    result = run_whatif(contacts, "default-v3", rules)
     assert result.candidate.version == "candidate-v2"
     assert [(m.contact_id, m.from_outcome, m.to_outcome) for m in result.moved] == [
         ("MED-1", "initial_assessment", "s47")
@@ -144,7 +144,7 @@ def test_history_accumulates_in_file_order_for_the_stateful_rules(tmp_path: Path
     lines = [replay_line(c, offset=n) for n, c in enumerate(siblings)]
     lines.insert(2, replay_line(siblings[0], offset=9))  # a replayed duplicate
     source = write_jsonl(tmp_path / "contacts.jsonl", lines)
-    result = run_whatif(source, "default-v2", rules)
+    result = run_whatif(source, "default-v3", rules)
     assert result.screened == 3
     assert result.duplicates == 1
     # Only the third moves. It falls to no further action, not single agency: R2-DA-STD
@@ -159,7 +159,7 @@ def test_a_longer_domestic_abuse_window_shows_what_it_would_move(tmp_path: Path)
     # Windows are rule-set data (item 10 of the domain issue), so whatif can try them.
     rules = candidate(tmp_path, "  da_notifications: 365", "  da_notifications: 730")
     contacts = [police_at(f"DA-{n}", T0 + timedelta(days=200 * n)) for n in range(3)]
-    result = run_whatif(contacts, "default-v2", rules)
+    result = run_whatif(contacts, "default-v3", rules)
     # The third is 400 days after the first: one earlier notification within 365 days,
     # two within 730, so only the longer window makes it a repeat.
     assert [(m.contact_id, m.from_outcome, m.to_outcome) for m in result.moved] == [
@@ -188,7 +188,7 @@ def test_the_command_line_writes_json_and_csv(
     code = main(
         [
             "--baseline",
-            "default-v2",
+            "default-v3",
             "--candidate",
             str(rules),
             str(source),
@@ -221,5 +221,5 @@ def test_the_command_line_fails_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("whatif: invalid rule set: ")
-    assert main(["--candidate", "default-v2", str(tmp_path / "missing.jsonl")]) == 1
+    assert main(["--candidate", "default-v3", str(tmp_path / "missing.jsonl")]) == 1
     assert "missing.jsonl" in capsys.readouterr().err

@@ -93,8 +93,8 @@ def test_help_into_a_closed_pipe_exits_141_without_a_traceback(
         ["simulate", "--count", "300", "--to-file", "-"],
         ["simulate", "--count", "30", "--to-file", "sim.jsonl", "--json"],
         ["simulate", "--count", "30", "--to-file", "sim.jsonl"],  # the rich table
-        ["whatif", "contacts.jsonl", "--candidate", "default-v2", "--json"],
-        ["whatif", "contacts.jsonl", "--candidate", "default-v2"],
+        ["whatif", "contacts.jsonl", "--candidate", "default-v3", "--json"],
+        ["whatif", "contacts.jsonl", "--candidate", "default-v3"],
     ],
 )
 def test_output_into_a_closed_pipe_exits_141_without_a_traceback(
@@ -147,7 +147,7 @@ def test_whatif_reads_contacts_from_stdin_and_writes_json_to_stdout(
     assert set(body) == WHATIF_KEYS
     assert (body["screened"], body["moved_count"]) == (2, 1)
     assert body["candidate"]["path"] == str(rules)
-    assert body["baseline"]["path"] == "default-v2", "the name given, not the install's path"
+    assert body["baseline"]["path"] == "default-v3", "the name given, not the install's path"
     assert err == ""
 
 
@@ -212,7 +212,7 @@ def test_whatif_errors_are_one_mash_line_naming_what_was_typed(
         assert says in line
         assert str(RULESETS_DIR) not in line
         assert str(tmp_path) not in line
-    assert main(["whatif", "missing.jsonl", "--candidate", "default-v2"]) == 1
+    assert main(["whatif", "missing.jsonl", "--candidate", "default-v3"]) == 1
     assert one_error_line(capsys) == (
         "mash: error: cannot read missing.jsonl (No such file or directory)"
     )

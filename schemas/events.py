@@ -235,6 +235,11 @@ class Decision(ContractModel):
     rule_set_hash: Identifier
     joint_screening: bool
     participating_agencies: list[str]
+    joint_screening_views: dict[str, list[str]] = Field(default_factory=dict)
+    """Police domestic abuse: what each participating agency's view brought to the
+    decision, as fact codes (police: ``dash_<risk>``, ``da_notifications_<n>``; children's
+    social care: ``open_case``, ``re_referral``, ``council_<case type>``; health:
+    ``child_under_1``, ``unborn``). An agency with nothing to add lists none."""
     marac_referral: bool
     encompass_required: bool
     """Whether the notifications service tells a school (or the police desk) under

@@ -41,6 +41,7 @@ __all__ = [
     "age_in_years",
     "evaluate",
     "incident_date",
+    "joint_screening_views",
     "load_rule_set",
 ]
 
@@ -804,6 +805,7 @@ def evaluate(
         rule_set_hash=rule_set.content_hash,
         joint_screening=joint,
         participating_agencies=list(JOINT_SCREENING_AGENCIES) if joint else [],
+        joint_screening_views=joint_screening_views(contact, children) if joint else {},
         # DASH high is a MARAC referral whoever was present; rules may add criteria
         # (R3-DA-REPEAT: the "potential escalation" criterion).
         marac_referral=joint
@@ -820,6 +822,25 @@ def evaluate(
         received_at=contact.received_at,
         contact_source=contact.source,
     )
+
+
+def joint_screening_views(contact: Contact, children: Sequence[Facts]) -> dict[str, list[str]]:
+    """What each agency's view brings to a joint screening (DOMAIN "Domestic-abuse joint
+    screening"): the police's (DASH risk, domestic-abuse notifications for the household in
+    the window, this one included), children's social care's (an open case, a re-referral,
+    the council's open case types) and health's (a child under one, an unborn child). The
+    rules decide on these same facts; the views say whose they are."""
+    police = [f"dash_{contact.dash_risk}"] if contact.dash_risk else []
+    if children:
+        police.append(f"da_notifications_{children[0].count('da_notifications')}")
+    social_care = ["open_case"] if contact.open_case else []
+    social_care += ["re_referral"] if contact.re_referral else []
+    cases = sorted({case for f in children for case in f.child.council_cases})
+    social_care += [f"council_{case}" for case in cases]
+    health = ["unborn"] if any(f.child.expected_date_of_birth for f in children) else []
+    if any(f.age == 0 and f.child.date_of_birth is not None for f in children):
+        health.append("child_under_1")
+    return {"police": police, "childrens_social_care": social_care, "health": health}
 
 
 def _fired(rule_set: RuleSet, children: Sequence[Facts]) -> list[tuple[Rule, list[Facts]]]:

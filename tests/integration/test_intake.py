@@ -14,7 +14,7 @@ from schemas import examples as ex
 from schemas.inbound import PoliceNotification, Referral
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from tests.integration.intake_harness import IntakeUnderTest
-from tests.support import fetchval
+from tests.support import fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -436,3 +436,40 @@ async def test_the_system_of_record_keeps_raw_bytes_children_and_an_audit_trail(
         await fetchval(dsn, "SELECT outcome FROM processed_events WHERE event_id = 'sor-event-1'")
         == "applied"
     )
+
+
+async def test_the_dash_score_and_the_consent_or_lawful_basis_are_recorded(
+    intake: IntakeUnderTest,
+) -> None:
+    # Item 11 of the domain issue: validated and then dropped before.
+    police = PoliceNotification.model_validate(
+        ex.police_notification(notification_id="KEEP-1", dash_score=19)
+    )
+    without_consent = Referral.model_validate(
+        ex.referral(
+            referral_id="KEEP-2",
+            consent={"obtained": False, "override_reason": "prejudice_to_investigation"},
+        )
+    )
+    with_consent = Referral.model_validate(
+        ex.referral(referral_id="KEEP-3", consent={"obtained": True})
+    )
+    recorded = {}
+    for topic, payload in (
+        (INBOUND_POLICE, police),
+        (INBOUND_REFERRALS, without_consent),
+        (INBOUND_REFERRALS, with_consent),
+    ):
+        partition, offset = await intake.send(topic, payload)
+        fate = await intake.fate(topic, partition, offset)
+        recorded[fate.contact_id] = await fetch(
+            intake.world.dsn,
+            "SELECT dash_score, consent_obtained, consent_override_reason FROM contacts"
+            " WHERE contact_id = $1",
+            fate.contact_id,
+        )
+    assert [tuple(rows[0]) for rows in recorded.values()] == [
+        (19, None, None),
+        (None, False, "prejudice_to_investigation"),
+        (None, True, None),
+    ]

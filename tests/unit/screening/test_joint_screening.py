@@ -22,6 +22,30 @@ def test_police_domestic_abuse_is_screened_jointly(dash: str) -> None:
     assert decision.marac_referral is (dash == "high")
 
 
+def test_each_agencys_view_is_listed_with_the_facts_it_brought() -> None:
+    # Item 2 of the domain issue: the agencies were a constant label. The decision now says
+    # what each view brought, and those facts decide (the unborn child, the CP plan).
+    unborn = kid("SUBJ-U", dob=None, edd="2024-06-01", urn=None)
+    on_a_plan = kid("SUBJ-P", council_cases=["child_protection_plan"])
+    contact = police(dash="standard", children=[unborn, on_a_plan], open_case=True)
+    decision = decide(contact, hist(da=1))
+    assert decision.joint_screening_views == {
+        "police": ["dash_standard", "da_notifications_2"],
+        "childrens_social_care": ["open_case", "council_child_protection_plan"],
+        "health": ["unborn"],
+    }
+    assert {"R4-DA-CP-PLAN", "R3-DA-BABY"} <= set(rule_ids(decision))
+    plain = decide(police(dash="high"))
+    assert plain.joint_screening_views == {
+        "police": ["dash_high", "da_notifications_1"],
+        "childrens_social_care": [],
+        "health": [],
+    }
+    baby = decide(police(children=[kid(dob="2023-06-01")]))
+    assert baby.joint_screening_views["health"] == ["child_under_1"]
+    assert decide(referral(["16A"])).joint_screening_views == {}
+
+
 def test_repeat_domestic_abuse_is_a_marac_referral_whatever_the_dash_level() -> None:
     # Item 4 of the domain issue: R3-DA-REPEAT is MARAC's "potential escalation" criterion.
     decision = decide(police(dash="standard"), hist(da=2))

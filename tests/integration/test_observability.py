@@ -582,7 +582,7 @@ async def test_lag_is_measured_on_every_assigned_partition(observed: Observed) -
     assigned = observed.prometheus.values("mash_consumer_assigned_partitions", "service")
     assert set(partitions) == {(s,) for s in SERVICES}
     assert partitions == assigned
-    assert partitions[("intake",)] == 8  # two inbound topics x four partitions
+    assert partitions[("intake",)] == 12  # three inbound topics x four partitions
     ages = observed.prometheus.values("max(mash_consumer_last_commit_age_seconds)")
     assert ages[()] >= 0
 

@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := python3 deploy/local/stack.py
 
-.PHONY: run stop test faults lint format bench stack stack-down venv schemas clean
+.PHONY: run stop test faults lint format bench stack stack-down secure-stack secure-stack-down \
+	venv schemas clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "mash-router needs Python 3.11 (found " + sys.version.split()[0] + ")"'
@@ -21,13 +22,22 @@ stack: ## start (or check) the local Kafka broker and PostgreSQL
 
 stack-down:
 	$(STACK) down
+	$(STACK) down --secure
 
-run: venv stack ## the whole pipeline locally, fed with the built-in sample
-	$(PY) -m deploy.local.pipeline run
+secure-stack: venv ## start (or check) the secured Kafka broker and apply deploy/security/principals.yaml
+	$(STACK) up --secure
+	$(PY) -m deploy.security.acls apply
+
+secure-stack-down:
+	$(STACK) down --secure
+
+run: venv stack ## the whole pipeline locally, fed with simulated traffic (SECURE=1: on the secured broker)
+	$(PY) -m deploy.local.pipeline run $(if $(SECURE),--secure)
 
 stop: venv ## stop the four services and the local stack
 	$(PY) -m deploy.local.pipeline stop
 	$(STACK) down
+	$(STACK) down --secure
 
 lint: venv
 	$(VENV)/bin/ruff check .

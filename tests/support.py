@@ -7,25 +7,27 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
+from deploy.local import stack as local_stack
 from deploy.local.pipeline import ServiceProcesses
 from services.common.db import apply_migrations
 from services.common.kafka import ensure_topics
 from services.common.lag import stop_consumer
-from services.common.topics import TopicNames
+from services.common.topics import TopicNames, TopicSpec
 from services.common.topology import load_topology
 from services.tools.jsonl import ReplayRecord
 
@@ -59,6 +61,94 @@ def stack_up() -> Stack:
         bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", values["KAFKA_BOOTSTRAP_SERVERS"]),
         dsn=os.environ.get("DATABASE_URL", values["DATABASE_URL"]),
     )
+
+
+@dataclass(frozen=True)
+class SecureStack:
+    """The secured broker (``stack.py up --secure``): SASL_SSL with SCRAM-SHA-512, trusting
+    the local CA; each principal's generated password is in ``credentials_dir``."""
+
+    bootstrap: str
+    ca_file: Path
+    credentials_dir: Path
+    controller: str
+
+    def password(self, principal: str) -> str:
+        """The generated password of ``principal``."""
+        return (self.credentials_dir / f"{principal}.password").read_text().strip()
+
+    def options(
+        self,
+        principal: str,
+        *,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> dict[str, Any]:
+        """Keyword arguments of an aiokafka client logged in as ``principal``: its own
+        password and TLS trusting only the local CA, unless told otherwise."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_context": ssl_context or ssl.create_default_context(cafile=str(self.ca_file)),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": principal,
+            "sasl_plain_password": self.password(principal) if password is None else password,
+            "client_id": f"test-{principal}",
+        }
+
+
+def secure_stack_up() -> SecureStack:
+    """Start (or check) the secured broker with the project's script, apply the principals
+    file with the project's command, and return how to reach the broker."""
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    subprocess.run(
+        [sys.executable, str(REPO / "deploy/local/stack.py"), "up", "--secure"],
+        check=True,
+        timeout=300,
+        env=env,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "deploy.security.acls", "apply"],
+        check=True,
+        timeout=120,
+        cwd=REPO,
+        env=env,
+    )
+    summary = json.loads(local_stack.Config.from_environ(env).secured().connection_file.read_text())
+    return SecureStack(
+        bootstrap=summary["bootstrap_servers"],
+        ca_file=Path(summary["ca_file"]),
+        credentials_dir=Path(summary["credentials_dir"]),
+        controller=summary["controller"],
+    )
+
+
+async def create_product_topics(
+    secure_stack: SecureStack, specs: Sequence[TopicSpec], timeout: float = 30.0
+) -> None:
+    """Create the topics of ``specs`` on the secured broker as the admin super user (as an
+    operator would: no service may create them), and wait until each has a leader."""
+    admin = AIOKafkaAdminClient(**secure_stack.options("admin"))
+    await admin.start()
+    names = [spec.name for spec in specs]
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.configs)) for s in missing]
+            )
+
+        async def all_led() -> bool:
+            described = await admin.describe_topics(names)
+            return len(described) == len(names) and all(
+                t["error_code"] == 0 and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            )
+
+        await wait_until(all_led, timeout=timeout, what="every topic to have a leader")
+    finally:
+        await admin.close()
 
 
 def free_port() -> int:

@@ -2,10 +2,16 @@
 beside them, fed with simulated traffic from ``mash simulate``.
 
     python -m deploy.local.pipeline run     # stack up, services up, traffic in, summary out
+    python -m deploy.local.pipeline run --secure   # the same on the secured broker
     python -m deploy.local.pipeline stop    # stop services and exporter (the stack stays up)
     python -m deploy.local.pipeline status
 
 The same :class:`ServiceProcesses` starts the services for the end-to-end tests.
+
+``--secure`` (``make run SECURE=1``) runs on the secured broker (``stack.py up --secure``,
+with ``deploy/security/principals.yaml`` applied): the operator (``admin``) creates the
+topics and feeds the traffic; each service and the lag exporter log in as their own
+principal and create nothing (``MASH_CREATE_TOPICS=false``).
 """
 
 from __future__ import annotations
@@ -23,10 +29,15 @@ from pathlib import Path
 
 import asyncpg
 
+from deploy.local.config import Config
+from deploy.local.kafka_secure import secure_client_env
+from deploy.local.scram_users import ADMIN_USER
 from services.common.kafka import ensure_topics
+from services.common.kafka_security import kafka_client_security
 from services.common.settings import DEFAULT_METRICS_PORTS, Settings
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
+from services.screening.app import history_changelog_topic
 from services.tools.jsonl import ReplayRecord
 from services.tools.simulate import SimulationRequest, generate, load_calibration
 
@@ -218,20 +229,34 @@ def _event_id(record: ReplayRecord) -> str:
     return str(json.loads(record.value or b"{}")["id"])
 
 
-def run(wait_seconds: float, contacts: int, seed: int) -> int:
+def _secured(principal: str | None = None) -> dict[str, str]:
+    """How a client of the secured broker connects, as ``principal`` when named."""
+    return secure_client_env(Config.from_environ(os.environ), principal)
+
+
+def run(wait_seconds: float, contacts: int, seed: int, secure: bool = False) -> int:
     """Bring everything up, feed simulated traffic, print the summary and where to look."""
     _stack("up")
+    shared: dict[str, str] = dict(os.environ)
+    if secure:
+        _stack("up", "--secure")
+        subprocess.run([sys.executable, "-m", "deploy.security.acls", "apply"], check=True)
+        shared |= _secured() | {"MASH_CREATE_TOPICS": "false"}
+        # This process is the operator from here on: it creates the topics and feeds them.
+        os.environ.update(_secured(ADMIN_USER))
     settings = Settings()
-    services = ServiceProcesses(os.environ)
+    services = ServiceProcesses(shared)
     topics = TopicNames(settings.topic_prefix)
+    specs = topics.all_specs(load_topology(settings.topology).hub_ids, settings.partitions)
     asyncio.run(
         ensure_topics(
             settings.bootstrap_list,
-            topics.all_specs(load_topology(settings.topology).hub_ids, settings.partitions),
+            [*specs, history_changelog_topic(settings)],
+            security=kafka_client_security(settings),
         )
     )
-    services.start_all()
-    services.start(LAG_EXPORTER)
+    for name in (*SERVICES, LAG_EXPORTER):
+        services.start(name, _secured(name) if secure else None)
     # The developers' own tool feeds the pipeline: the same command works by hand.
     simulate = [sys.executable, "-m", "services.tools", "simulate", "--seed", str(seed)]
     simulate += ["--count", str(contacts), "--to-kafka", "--no-progress"]
@@ -268,12 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_p.add_argument("--contacts", type=int, default=200, help="simulated contacts to feed")
     run_p.add_argument("--seed", type=int, default=7, help="simulation seed")
+    run_p.add_argument(
+        "--secure",
+        action="store_true",
+        help="on the secured broker, every service under its own principal",
+    )
     sub.add_parser("stop", help="stop the four services and the lag exporter")
     sub.add_parser("status", help="show which services run")
     args = parser.parse_args(argv)
     services = ServiceProcesses(os.environ)
     if args.command == "run":
-        return run(args.timeout, args.contacts, args.seed)
+        return run(args.timeout, args.contacts, args.seed, args.secure)
     if args.command == "stop":
         services.stop_all()
         return 0

@@ -19,6 +19,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mode.utils.queues import FlowControlEvent
 
+from services.common.kafka_security import PLAINTEXT, faust_broker_credentials
 from services.common.settings import Settings
 from services.common.topics import TopicSpec
 
@@ -108,7 +109,8 @@ def keep_fetched_messages_on_resume(app: faust.App) -> None:
 
 
 def make_app(service: str, settings: Settings) -> faust.App:
-    """The Faust app of ``service``: group ``mash-<service>``, at-least-once, no Faust web."""
+    """The Faust app of ``service``: group ``mash-<service>``, at-least-once, no Faust web,
+    connecting as the Kafka security settings say (TLS, SASL)."""
     # Faust makes a data folder per app even with in-memory tables, by default in the
     # working directory; keep them together under MASH_DATA_DIR (Faust creates only the
     # last level itself).
@@ -117,6 +119,7 @@ def make_app(service: str, settings: Settings) -> faust.App:
     app = faust.App(
         f"mash-{service}{settings.group_suffix}",
         broker=[f"kafka://{b}" for b in settings.bootstrap_list],
+        broker_credentials=faust_broker_credentials(settings),
         datadir=data_dir / "{conf.name}-data",
         store="memory://",
         topic_partitions=settings.partitions,
@@ -169,14 +172,23 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     wait_seconds: float = 60.0,
+    security: Mapping[str, Any] = PLAINTEXT,
+    create: bool = True,
 ) -> list[str]:
     """Create the topics in ``specs`` that do not exist yet; return those created.
+
+    ``create=False`` (``MASH_CREATE_TOPICS=false``: a secured cluster whose topics an
+    operator creates, where a service has no right to create or even see other services'
+    topics) creates nothing and checks only the topics this client can see.
+
+    ``security``: the client's connection arguments
+    (:func:`services.common.kafka_security.kafka_client_security`).
 
     Raises RuntimeError when an existing topic has another partition count than its spec:
     keyed topics and the tables' changelogs must stay co-partitioned, and Faust would only
     notice at the first table write.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap_servers))
+    admin = AIOKafkaAdminClient(bootstrap_servers=list(bootstrap_servers), **security)
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         try:
@@ -188,6 +200,8 @@ async def ensure_topics(
             await asyncio.sleep(1.0)
     try:
         existing = set(await admin.list_topics())
+        if not create:
+            specs = [s for s in specs if s.name in existing]
         wanted = [s for s in specs if s.name not in existing]
         created: list[str] = []
         if wanted:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg
 import faust
@@ -25,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.health import HealthState, PartitionState, ProbeSnapshot
+from services.common.kafka_security import PLAINTEXT
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +83,7 @@ class ConsumerProbe:
         pool: Callable[[], asyncpg.Pool | None],
         interval: float,
         timeout: float,
+        security: Mapping[str, Any] = PLAINTEXT,
     ) -> None:
         self.app = app
         self.state = state
@@ -89,7 +92,7 @@ class ConsumerProbe:
         self.pool = pool
         self.interval = interval
         self.timeout = timeout
-        self._kafka = OffsetClients(bootstrap_servers, timeout)
+        self._kafka = OffsetClients(bootstrap_servers, timeout, security=security)
         self._partitions: dict[TopicPartition, PartitionState] = {}
 
     async def heartbeat(self) -> None:
@@ -192,18 +195,27 @@ class ConsumerProbe:
 
 class OffsetClients:
     """An admin client and a group-less consumer for reading offsets, started on first use
-    within ``timeout``; shared by the in-worker probe and the lag exporter."""
+    within ``timeout``; shared by the in-worker probe and the lag exporter. ``security``:
+    their connection arguments (:func:`services.common.kafka_security.kafka_client_security`).
+    """
 
-    def __init__(self, bootstrap_servers: list[str], timeout: float) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        timeout: float,
+        *,
+        security: Mapping[str, Any] = PLAINTEXT,
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
+        self.security = security
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
 
     async def started(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         """Both clients, started (a failed start leaves nothing half-open)."""
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **self.security)
             try:
                 await asyncio.wait_for(admin.start(), self.timeout)
             except BaseException:
@@ -213,7 +225,9 @@ class OffsetClients:
         if self._offsets is None:
             # Group-less: reads offsets without joining (or disturbing) any group.
             offsets = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap_servers,
+                enable_auto_commit=False,
+                **self.security,
             )
             try:
                 await asyncio.wait_for(offsets.start(), self.timeout)

@@ -45,6 +45,8 @@ SAFE_FIELDS = frozenset(
         "rule_set_version",
         "agency_type",
         "expected_offset",
+        "security_protocol",
+        "sasl_mechanism",
     }
 )
 #: Suffixes of field names that are always safe (identifiers, counts, durations).

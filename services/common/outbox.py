@@ -12,10 +12,10 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import structlog
@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary
+from services.common.kafka_security import PLAINTEXT
 from services.common.metrics import ServiceMetrics
 from services.common.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 
@@ -166,6 +167,9 @@ class OutboxRelay:
     with several workers of a service, two relays publishing different batches at once
     could put a later event for a key on Kafka before an earlier one. Serialised, the
     rows of all workers leave in id order, which for one key is the order they were made.
+
+    ``security``: the producer's connection arguments
+    (:func:`services.common.kafka_security.kafka_client_security`).
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class OutboxRelay:
         retry_max_seconds: float = 30.0,
         publish_timeout: float = 30.0,
         health: RelayHealth | None = None,
+        security: Mapping[str, Any] = PLAINTEXT,
     ) -> None:
         self.service = service
         self.pool = pool
@@ -190,6 +195,7 @@ class OutboxRelay:
         self.retry_max_seconds = retry_max_seconds
         self.publish_timeout = publish_timeout
         self.health: RelayHealth = health or _NoHealth()
+        self.security = security
         self.wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         #: Producers created so far (a new one after every Kafka failure).
@@ -209,6 +215,7 @@ class OutboxRelay:
                 linger_ms=5,
                 max_request_size=MAX_EVENT_BYTES,
                 request_timeout_ms=int(self.publish_timeout * 1000),
+                **self.security,
             )
             try:
                 await asyncio.wait_for(producer.start(), self.publish_timeout)

@@ -17,11 +17,12 @@ import structlog
 from services.common.db import create_pool
 from services.common.health import Bounds, HealthCollector, HealthState, probe_timeout
 from services.common.kafka import ensure_topics, make_app
+from services.common.kafka_security import kafka_client_security, security_log_fields
 from services.common.lag import ConsumerProbe
 from services.common.logging import configure_logging
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay
-from services.common.settings import Settings
+from services.common.settings import Settings, load_settings
 from services.common.topics import TopicNames, TopicSpec
 
 
@@ -30,10 +31,13 @@ class ServiceRuntime:
 
     def __init__(self, service: str, settings: Settings | None = None) -> None:
         self.service = service
-        self.settings = settings or Settings()
+        self.settings = settings or load_settings()
         self.log: structlog.stdlib.BoundLogger = configure_logging(service, self.settings.log_level)
         self.metrics = ServiceMetrics(service)
         self.topics = TopicNames(self.settings.topic_prefix)
+        #: How this process's own aiokafka clients connect (TLS, SASL); Faust's come from
+        #: the same settings through make_app.
+        self.kafka_security = kafka_client_security(self.settings)
         self.app: faust.App = make_app(service, self.settings)
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
@@ -53,6 +57,7 @@ class ServiceRuntime:
             pool=lambda: self._pool,
             interval=self.settings.health_probe_seconds,
             timeout=probe_timeout(self.settings),
+            security=self.kafka_security,
         )
         self._watch_tasks: list[asyncio.Task[None]] = []
         self.app.task(self._watch)
@@ -119,6 +124,7 @@ class ServiceRuntime:
                 retry_max_seconds=self.settings.retry_max_seconds,
                 publish_timeout=self.settings.outbox_publish_timeout_seconds,
                 health=self.health,
+                security=self.kafka_security,
             )
             self._relay_task = asyncio.get_running_loop().create_task(
                 self._relay.run(), name="outbox-relay"
@@ -165,12 +171,16 @@ class ServiceRuntime:
                     self.settings.bootstrap_list,
                     list(extra_topics),
                     replication_factor=self.settings.replication_factor,
+                    security=self.kafka_security,
+                    create=self.settings.create_topics,
                 )
             )
         except RuntimeError as exc:  # e.g. a partition count that breaks co-partitioning
             print(f"{self.service}: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
-        self.log.info("service_starting", metrics_port=port)
+        self.log.info(
+            "service_starting", metrics_port=port, **security_log_fields(self.kafka_security)
+        )
         worker = Worker(
             self.app,
             loglevel=self.settings.log_level,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sys
 
 from services.common.main import run_service
-from services.common.settings import Settings
+from services.common.settings import settings_or_exit
 from services.screening.app import SERVICE, build, history_changelog_topic
 from services.screening.engine import RuleSetError, load_rule_set
 
 
 def main() -> None:
     """Check the rule set, then run the worker."""
-    settings = Settings()
+    settings = settings_or_exit(SERVICE)
     try:
         load_rule_set(settings.screening_rule_set)
     except RuleSetError as exc:

@@ -1,11 +1,13 @@
 """The ``mash`` command: replay, simulate, whatif and topics for developers and ops.
 
 Exit codes: 0 done, 1 failed (broker unreachable, unreadable file...), 2 asked wrongly
-(bad arguments, a refused write, a command not available), 130 interrupted, 141 stdout
-closed by its reader. Every error is one line on stderr: ``mash: error: <message>``. ``-``
-as a file is stdin or stdout; ``--json`` prints JSON on stdout. Broker address and topic
-prefix come from the one settings object (``KAFKA_BOOTSTRAP_SERVERS``,
+(bad arguments, bad settings, a refused write, a command not available), 130 interrupted,
+141 stdout closed by its reader. Every error is one line on stderr: ``mash: error:
+<message>``. ``-`` as a file is stdin or stdout; ``--json`` prints JSON on stdout. Broker
+address and topic prefix come from the one settings object (``KAFKA_BOOTSTRAP_SERVERS``,
 ``MASH_TOPIC_PREFIX``); ``--bootstrap-servers`` and ``--prefix`` override them for one run.
+Every Kafka client connects as the services do: TLS and SASL from the same
+``MASH_KAFKA_*`` variables (:mod:`services.common.kafka_security`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,18 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
+from services.common.kafka_security import kafka_client_security
 from services.common.metrics import build_version
-from services.common.settings import Settings
+from services.common.settings import Settings, SettingsError, load_settings
 from services.common.topology import TopologyError, load_topology
-from services.tools.errors import EXIT_BROKEN_PIPE, EXIT_OK, Interrupted, ToolError, UsageError
+from services.tools.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Interrupted,
+    ToolError,
+    UsageError,
+)
 from services.tools.inventory import inventory, product_topics
 from services.tools.jsonl import to_line
 from services.tools.naming import deployed
@@ -378,9 +388,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "prefix", None) is not None:
         overrides["topic_prefix"] = args.prefix
     try:
-        return Settings(**overrides)
-    except ValueError as exc:
-        raise UsageError(f"bad settings: {exc}".splitlines()[0]) from None
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise UsageError(f"bad settings: {exc}") from None
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -469,6 +479,7 @@ def _replay(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         create_partitions=settings.partitions if args.create_topics else None,
+        security=kafka_client_security(settings),
     )
     checkpoint = checkpoint_path_for(options)
     progress = make_progress(_progress_enabled(args))
@@ -564,6 +575,7 @@ def _simulate(args: argparse.Namespace) -> int:
                         create_partitions=settings.partitions if args.create_topics else None,
                         progress=progress,
                         description="simulate",
+                        security=kafka_client_security(settings),
                     )
                 )
         except Interrupted:
@@ -605,7 +617,14 @@ def _topics(args: argparse.Namespace) -> int:
     except TopologyError as exc:
         raise UsageError(str(exc)) from None
     names = product_topics(settings.topic_prefix, topology.hub_ids)
-    rows = _run(inventory(settings.bootstrap_list, names, group_suffix=settings.group_suffix))
+    rows = _run(
+        inventory(
+            settings.bootstrap_list,
+            names,
+            group_suffix=settings.group_suffix,
+            security=kafka_client_security(settings),
+        )
+    )
     if all(row.partitions is None for row in rows):
         # Usually a wrong prefix or broker, or services never started: not an empty table.
         raise ToolError(
@@ -656,6 +675,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolError as exc:
         print(f"mash: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except SettingsError as exc:  # the Kafka TLS material or a secret file does not load
+        print(f"mash: error: bad settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         # `mash topics --json | head -2`: the reader has what it wanted. Stop quietly, as a
         # tool killed by SIGPIPE would; stdout goes to /dev/null so the interpreter's own

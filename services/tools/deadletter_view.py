@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from rich.text import Text
 from schemas.base import printable, unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE
 from schemas.events import DeadLetter, DeadLetterReason
+from services.common.kafka_security import PLAINTEXT
 from services.tools.replay import Selection, TopicSource
 
 # --- pure parts: reading a dead letter -------------------------------------------------
@@ -278,9 +279,11 @@ def table(letters: Sequence[DeadLetter]) -> Table:
     return grid
 
 
-async def load(bootstrap: list[str], topic: str) -> Loaded:
+async def load(
+    bootstrap: list[str], topic: str, *, security: Mapping[str, Any] = PLAINTEXT
+) -> Loaded:
     """Every dead letter on ``topic`` now (read from the beginning, without a group)."""
-    source = TopicSource(bootstrap, topic, Selection())
+    source = TopicSource(bootstrap, topic, Selection(), security=security)
     try:
         await source.open(None)
         values = [record.value async for _, record in source.records()]

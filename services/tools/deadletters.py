@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from rich.console import Console
 
 from schemas.events import DeadLetterReason
+from services.common.kafka_security import kafka_client_security
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTER
 from services.tools.deadletter_view import (
@@ -221,7 +222,9 @@ def register(commands: Any, hooks: CliHooks) -> None:
     def do_list(args: argparse.Namespace) -> int:
         settings = hooks.settings(args)
         topic = deployed(DEAD_LETTER, settings.topic_prefix)
-        loaded = hooks.run(load(settings.bootstrap_list, topic))
+        loaded = hooks.run(
+            load(settings.bootstrap_list, topic, security=kafka_client_security(settings))
+        )
         wanted = LetterFilter(
             reasons=frozenset(args.reason),
             sources=frozenset(args.source),
@@ -253,7 +256,10 @@ def register(commands: Any, hooks: CliHooks) -> None:
     def do_show(args: argparse.Namespace) -> int:
         settings = hooks.settings(args)
         topic = deployed(DEAD_LETTER, settings.topic_prefix)
-        letter = find(hooks.run(load(settings.bootstrap_list, topic)).letters, args.id)
+        security = kafka_client_security(settings)
+        letter = find(
+            hooks.run(load(settings.bootstrap_list, topic, security=security)).letters, args.id
+        )
         if letter is None:
             raise ToolError(f"no dead letter {args.id} on {topic}")
         if args.raw_value:

@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.kafka_security import PLAINTEXT
 from services.common.topics import TopicNames
 from services.tools.errors import ToolError
 
@@ -83,10 +84,12 @@ async def inventory(
     *,
     group_prefix: str = "mash-",
     group_suffix: str = "",
+    security: Mapping[str, Any] = PLAINTEXT,
 ) -> list[TopicRow]:
-    """Partitions, end offsets and per-group lag of each of ``topics``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """Partitions, end offsets and per-group lag of each of ``topics``; ``security``: how
+    the clients connect (:func:`services.common.kafka_security.kafka_client_security`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     try:
         await admin.start()
         await consumer.start()

@@ -33,6 +33,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -48,10 +49,11 @@ from services.common.health import (
     MetricsServer,
     assess_liveness,
 )
+from services.common.kafka_security import PLAINTEXT, kafka_client_security, security_log_fields
 from services.common.lag import OffsetClients
 from services.common.logging import configure_logging
 from services.common.metrics import build_version, register_default_collectors
-from services.common.settings import Settings
+from services.common.settings import Settings, SettingsError, refuse_settings, settings_or_exit
 
 #: The ``service`` label of this process (logs, mash_build_info, the scrape config).
 SERVICE = "lag-exporter"
@@ -289,6 +291,7 @@ class LagExporter:
         group_suffix: str,
         interval: float,
         timeout: float,
+        security: Mapping[str, Any] = PLAINTEXT,
     ) -> None:
         self.state = state
         self.bootstrap_servers = bootstrap_servers
@@ -296,7 +299,7 @@ class LagExporter:
         self.groups = group_pattern(group_suffix)
         self.interval = interval
         self.timeout = timeout
-        self._kafka = OffsetClients(bootstrap_servers, timeout)
+        self._kafka = OffsetClients(bootstrap_servers, timeout, security=security)
         self._previous: dict[tuple[str, TopicPartition], PartitionLag] = {}
 
     async def heartbeat(self) -> None:
@@ -391,6 +394,7 @@ def build_registry(state: ExporterState) -> CollectorRegistry:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Poll and serve until ``stop`` is set."""
     timeout = max(2.0, settings.lag_exporter_poll_seconds)
+    security = kafka_client_security(settings)
     state = ExporterState(settings.lag_exporter_poll_seconds, timeout)
     server = MetricsServer(settings.lag_exporter_port, build_registry(state), state).start()
     exporter = LagExporter(
@@ -400,8 +404,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         group_suffix=settings.group_suffix,
         interval=settings.lag_exporter_poll_seconds,
         timeout=timeout,
+        security=security,
     )
-    log.info("lag_exporter_started", metrics_port=server.port)
+    log.info("lag_exporter_started", metrics_port=server.port, **security_log_fields(security))
     tasks = [asyncio.create_task(exporter.heartbeat()), asyncio.create_task(exporter.run())]
     try:
         await stop.wait()
@@ -418,7 +423,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> int:
     """Entry point: run until SIGTERM or SIGINT."""
-    settings = Settings()
+    settings = settings_or_exit(SERVICE)
     configure_logging(SERVICE, settings.log_level)
 
     async def run() -> None:
@@ -428,7 +433,10 @@ def main() -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except SettingsError as exc:  # the Kafka TLS material or a secret file does not load
+        refuse_settings(SERVICE, exc)
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from schemas.base import unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
 from schemas.events import DeadLetter, DeadLetterReason
 from services.common.ids import derive_id
+from services.common.kafka_security import kafka_client_security
 from services.common.settings import Settings
 from services.common.topics import DEAD_LETTER
 from services.tools.deadletter_view import (
@@ -331,8 +332,10 @@ def select_for_redrive(letters: Sequence[DeadLetter], request: RedriveRequest) -
     return [d for d in letters if wanted.accepts(d)]
 
 
-async def _producer(bootstrap: list[str]) -> Any:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+async def _producer(bootstrap: list[str], security: Mapping[str, Any]) -> Any:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **security
+    )
     await start_client(producer, bootstrap)
     return producer
 
@@ -343,8 +346,10 @@ async def run_redrive(
     """Redrive what ``request`` names, saying what happened to each; returns how many
     records were sent (0 for a dry run)."""
     dead_letter_topic = deployed(DEAD_LETTER, settings.topic_prefix)
+    security = kafka_client_security(settings)
     letters = select_for_redrive(
-        (await load(settings.bootstrap_list, dead_letter_topic)).letters, request
+        (await load(settings.bootstrap_list, dead_letter_topic, security=security)).letters,
+        request,
     )
     if not letters:
         say("nothing to redrive: no dead letter matches")
@@ -354,12 +359,14 @@ async def run_redrive(
         (letter, draft_redrive(letter, request.payload, request.header_changes))
         for letter in letters
     ]
-    counts = await topic_partition_counts(settings.bootstrap_list, {d.topic for _, d in drafts})
+    counts = await topic_partition_counts(
+        settings.bootstrap_list, {d.topic for _, d in drafts}, security=security
+    )
     missing = sorted({d.topic for _, d in drafts} - set(counts))
     if missing:
         raise ToolError(f"topic {missing[0]} does not exist")
     conn = await _connect(settings.database_url)
-    producer = None if request.dry_run else await _producer(settings.bootstrap_list)
+    producer = None if request.dry_run else await _producer(settings.bootstrap_list, security)
     sent = 0
     try:
         for letter, draft in drafts:

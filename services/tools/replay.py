@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.progress import Progress
 
 from services.common.kafka import ensure_topics
+from services.common.kafka_security import PLAINTEXT
 from services.common.lag import stop_consumer
 from services.common.topics import TopicSpec
 from services.tools.errors import ToolError, UsageError
@@ -230,8 +231,16 @@ class Source(Protocol):
 class TopicSource:
     """Records of one topic inside a selection, read without a consumer group."""
 
-    def __init__(self, bootstrap: list[str], topic: str, selection: Selection) -> None:
+    def __init__(
+        self,
+        bootstrap: list[str],
+        topic: str,
+        selection: Selection,
+        *,
+        security: Mapping[str, Any] = PLAINTEXT,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.selection = selection
         self.description = f"topic:{topic}"
@@ -247,8 +256,9 @@ class TopicSource:
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
+            **self.security,
         )
-        counts = await topic_partition_counts(self.bootstrap, [self.topic])
+        counts = await topic_partition_counts(self.bootstrap, [self.topic], security=self.security)
         if self.topic not in counts:
             raise ToolError(f"topic {self.topic} does not exist")
         found = set(range(counts[self.topic]))
@@ -485,8 +495,10 @@ class TopicSink:
         partition_counts: dict[str, int],
         keep_partitions: bool = False,
         keep_timestamps: bool = False,
+        security: Mapping[str, Any] = PLAINTEXT,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.route = route
         self.partition_counts = partition_counts
         self.keep_partitions = keep_partitions
@@ -498,7 +510,7 @@ class TopicSink:
     async def open(self) -> None:
         """Connect the producer."""
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security
         )
         await start_client(self._producer, self.bootstrap)
 
@@ -553,9 +565,11 @@ async def start_client(client: Any, bootstrap: list[str]) -> None:
         ) from exc
 
 
-async def topic_partition_counts(bootstrap: list[str], names: Iterable[str]) -> dict[str, int]:
+async def topic_partition_counts(
+    bootstrap: list[str], names: Iterable[str], *, security: Mapping[str, Any] = PLAINTEXT
+) -> dict[str, int]:
     """Partition count of each existing topic among ``names`` (missing ones are left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
@@ -569,11 +583,15 @@ async def topic_partition_counts(bootstrap: list[str], names: Iterable[str]) -> 
 
 
 async def prepare_topics(
-    bootstrap: list[str], names: Iterable[str], *, create_partitions: int | None
+    bootstrap: list[str],
+    names: Iterable[str],
+    *,
+    create_partitions: int | None,
+    security: Mapping[str, Any] = PLAINTEXT,
 ) -> dict[str, int]:
     """Partition counts of ``names``; create missing ones if asked, else ToolError."""
     wanted = sorted(set(names))
-    counts = await topic_partition_counts(bootstrap, wanted)
+    counts = await topic_partition_counts(bootstrap, wanted, security=security)
     missing = [n for n in wanted if n not in counts]
     if missing and create_partitions is None:
         raise ToolError(
@@ -581,8 +599,10 @@ async def prepare_topics(
             " product's topics) or add --create-topics"
         )
     if missing and create_partitions is not None:
-        await ensure_topics(bootstrap, [TopicSpec(n, create_partitions) for n in missing])
-        counts = await topic_partition_counts(bootstrap, wanted)
+        await ensure_topics(
+            bootstrap, [TopicSpec(n, create_partitions) for n in missing], security=security
+        )
+        counts = await topic_partition_counts(bootstrap, wanted, security=security)
     return counts
 
 
@@ -611,6 +631,11 @@ class ReplayOptions:
     overwrite: bool = False
     create_partitions: int | None = None
     """Create missing target topics with this many partitions (None: refuse)."""
+    security: Mapping[str, Any] = field(
+        default_factory=lambda: PLAINTEXT, repr=False, compare=False
+    )
+    """How the Kafka clients connect
+    (:func:`services.common.kafka_security.kafka_client_security`)."""
 
 
 @dataclass(frozen=True)
@@ -661,7 +686,9 @@ async def run_replay(options: ReplayOptions, progress: Progress | None = None) -
     source: Source
     topic_source: TopicSource | None = None
     if options.source_topic is not None:
-        topic_source = TopicSource(options.bootstrap, options.source_topic, options.selection)
+        topic_source = TopicSource(
+            options.bootstrap, options.source_topic, options.selection, security=options.security
+        )
         source = topic_source
     else:
         assert options.source_file is not None
@@ -709,7 +736,10 @@ async def run_replay(options: ReplayOptions, progress: Progress | None = None) -
             )
         else:
             counts = await prepare_topics(
-                options.bootstrap, destinations, create_partitions=options.create_partitions
+                options.bootstrap,
+                destinations,
+                create_partitions=options.create_partitions,
+                security=options.security,
             )
             fixed = options.target_topic
 
@@ -724,6 +754,7 @@ async def run_replay(options: ReplayOptions, progress: Progress | None = None) -
                 partition_counts=counts,
                 keep_partitions=options.keep_partitions,
                 keep_timestamps=options.keep_timestamps,
+                security=options.security,
             )
             await topic_sink.open()
             sink = topic_sink
@@ -816,6 +847,7 @@ async def publish_records(
     create_partitions: int | None = None,
     progress: Progress | None = None,
     description: str = "publish",
+    security: Mapping[str, Any] = PLAINTEXT,
 ) -> int:
     """Produce in-memory records (e.g. simulated ones) to their topics under ``prefix``.
 
@@ -823,12 +855,15 @@ async def publish_records(
     Returns how many were acknowledged by the broker.
     """
     destinations = sorted({deployed(contract_name(r.topic), prefix) for r in records})
-    counts = await prepare_topics(bootstrap, destinations, create_partitions=create_partitions)
+    counts = await prepare_topics(
+        bootstrap, destinations, create_partitions=create_partitions, security=security
+    )
     sink = TopicSink(
         bootstrap,
         lambda record: deployed(contract_name(record.topic), prefix),
         partition_counts=counts,
         keep_timestamps=keep_timestamps,
+        security=security,
     )
     pacer = Pacer(rate)
     task = progress.add_task(description, total=len(records)) if progress is not None else None

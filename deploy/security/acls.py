@@ -134,6 +134,17 @@ class _DescribeAllAcls(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
         )
 
 
+def _acl_rows(entries: Sequence[AclEntry]) -> list[tuple[Any, ...]]:
+    """ACL entries field by field, as CreateAcls and DeleteAcls v1 both carry them."""
+    return [
+        (e.resource_type, e.resource_name, e.pattern_type, e.principal, e.host, e.operation,
+         e.permission)
+        for e in entries
+    ]  # fmt: skip
+
+
+# aiokafka reads each request's struct class from its one generic base, so the two cannot
+# share a base class; they share _acl_rows.
 class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 30
 
@@ -141,20 +152,7 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
         self.entries = entries
 
     def build(self, request_struct_class: Any) -> Any:
-        return request_struct_class(
-            [
-                (
-                    e.resource_type,
-                    e.resource_name,
-                    e.pattern_type,
-                    e.principal,
-                    e.host,
-                    e.operation,
-                    e.permission,
-                )
-                for e in self.entries
-            ]
-        )
+        return request_struct_class(_acl_rows(self.entries))
 
 
 class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
@@ -164,20 +162,7 @@ class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
         self.entries = entries
 
     def build(self, request_struct_class: Any) -> Any:
-        return request_struct_class(
-            [
-                (
-                    e.resource_type,
-                    e.resource_name,
-                    e.pattern_type,
-                    e.principal,
-                    e.host,
-                    e.operation,
-                    e.permission,
-                )
-                for e in self.entries
-            ]
-        )
+        return request_struct_class(_acl_rows(self.entries))
 
 
 @dataclass(frozen=True)

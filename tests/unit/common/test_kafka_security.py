@@ -9,7 +9,7 @@ import ast
 import json
 import ssl
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -594,20 +594,6 @@ def test_client_arguments_and_credentials_print_without_secrets(
 def test_client_arguments_cannot_be_changed() -> None:
     with pytest.raises(TypeError):
         PLAINTEXT["security_protocol"] = "SSL"  # type: ignore[index]
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging binds capsys's stderr: restore the defaults afterwards."""
-    import logging
-
-    import structlog
-
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("restore_logging")

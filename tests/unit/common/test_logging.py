@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from services.common.logging import REDACTED, configure_logging, redact_unlisted_fields
 
@@ -30,17 +27,6 @@ def test_unlisted_fields_are_redacted_and_ids_kept() -> None:
     assert event["given_name"] == REDACTED
     assert event["date_of_birth"] == REDACTED
     assert event["narrative"] == REDACTED
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging binds the current stderr (capsys's, closed after the test):
-    restore the defaults so later tests in this process do not write to a closed file."""
-    handlers = logging.getLogger().handlers[:]
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("restore_logging")

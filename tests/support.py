@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from deploy.local import stack as local_stack
@@ -128,27 +128,11 @@ async def create_product_topics(
 ) -> None:
     """Create the topics of ``specs`` on the secured broker as the admin super user (as an
     operator would: no service may create them), and wait until each has a leader."""
-    admin = AIOKafkaAdminClient(**secure_stack.options("admin"))
-    await admin.start()
-    names = [spec.name for spec in specs]
-    try:
-        existing = set(await admin.list_topics())
-        missing = [spec for spec in specs if spec.name not in existing]
-        if missing:
-            await admin.create_topics(
-                [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.configs)) for s in missing]
-            )
-
-        async def all_led() -> bool:
-            described = await admin.describe_topics(names)
-            return len(described) == len(names) and all(
-                t["error_code"] == 0 and all(p["leader"] >= 0 for p in t["partitions"])
-                for t in described
-            )
-
-        await wait_until(all_led, timeout=timeout, what="every topic to have a leader")
-    finally:
-        await admin.close()
+    admin = secure_stack.options("admin")
+    security = {k: v for k, v in admin.items() if k != "bootstrap_servers"}
+    await ensure_topics(
+        [admin["bootstrap_servers"]], specs, wait_seconds=timeout, security=security
+    )
 
 
 def free_port() -> int:

@@ -357,8 +357,25 @@ class Sighting:
     subject_key: str
     hub: str
     received_at: datetime
+    incident_date: date | None
+    source_system: str
     basis: MatchBasis | None = None
     """How that subject id was found (None on rows recorded before it was kept)."""
+
+    @property
+    def prior(self) -> PriorContact:
+        """The contact as re-referral and linking look at it."""
+        return PriorContact(
+            self.contact_id, self.received_at, self.incident_date, self.source_system
+        )
+
+
+def priors_of(sightings: Iterable[Sighting]) -> dict[str, list[PriorContact]]:
+    """The recorded contacts about each subject (by subject id), from its sightings."""
+    priors: dict[str, list[PriorContact]] = {}
+    for sighting in sightings:
+        priors.setdefault(sighting.subject_id, []).append(sighting.prior)
+    return priors
 
 
 def _latest_first(sighting: Sighting) -> tuple[datetime, str]:
@@ -489,6 +506,8 @@ class KnownContacts:
                     subject_key=contact.subject_key,
                     hub=contact.hub,
                     received_at=contact.received_at,
+                    incident_date=new.incident,
+                    source_system=contact.source.system,
                     basis=child.basis,
                 )
             )

@@ -1,6 +1,6 @@
 """Intake's SQL, in one place: the system of record for contacts and children.
 
-A batch costs a constant number of statements whatever its size: five reads before its
+A batch costs a constant number of statements whatever its size: four reads before its
 events are decided (:func:`known_contacts`) and five writes after (:func:`record_contacts`),
 each set-based (``unnest`` of one array per column). The reads return a superset of what
 any event of the batch would have read on its own; :class:`KnownContacts` narrows it per
@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 from schemas.base import printable
 from services.common.kafka import InboundMessage
 from services.intake.contacts import (
-    RE_REFERRAL_WINDOW,
     Arrival,
     IdentifiedChild,
     KnownContacts,
     NewContact,
-    PriorContact,
     Sighting,
     child_sightings,
+    priors_of,
 )
 from services.intake.council_cases import CouncilCase, OpenCouncilCase, RecordedStatus
 
@@ -36,11 +35,11 @@ LINK_REASON = "same_child_same_incident_date"
 
 
 async def known_contacts(conn: Connection, arrivals: Sequence[Arrival]) -> KnownContacts:
-    """What the database holds for a batch's events, in five queries: their recorded
-    (system, reference) pairs; every contact about their children or a child with the same
-    person key (probable matches) and the council's open cases of either; then, for the
-    children and every subject so matched, the recorded contacts that a re-referral window
-    or an incident date of the batch may reach, and the open queue items."""
+    """What the database holds for a batch's events, in four queries: their recorded
+    (system, reference) pairs; the council's open cases of their children or of a child
+    with the same person key; every contact about those children, those cases' subjects
+    or a child with the same person key (probable matches: re-referral and linking read
+    the same rows); and the open queue items of every subject so found."""
     sources = await recorded_sources(
         conn, [(a.source.system, a.source.reference) for a in arrivals]
     )
@@ -48,23 +47,23 @@ async def known_contacts(conn: Connection, arrivals: Sequence[Arrival]) -> Known
     if not own:
         return KnownContacts(sources, {}, ())
     people = sorted({c.person_key for a in arrivals for c in a.children if c.person_key})
-    seen = await sightings(conn, own, people)
     cases = await open_council_cases(conn, own, people)
+    seen = await sightings(conn, sorted({*own, *(c.subject_id for c in cases)}), people)
     subject_ids = sorted({*own, *(s.subject_id for s in seen), *(c.subject_id for c in cases)})
-    priors = await prior_contacts(conn, subject_ids, arrivals)
     open_subjects = await open_case_subjects(conn, subject_ids)
-    return KnownContacts(sources, priors, open_subjects, seen, cases)
+    return KnownContacts(sources, priors_of(seen), open_subjects, seen, cases)
 
 
 async def sightings(
     conn: Connection, subject_ids: Sequence[str], person_keys: Sequence[str]
 ) -> list[Sighting]:
-    """Every recorded contact about one of the children or about a child with one of the
-    person keys: what a probable match and the family's subject key are read from."""
+    """Every recorded contact about one of the subjects or about a child with one of the
+    person keys: what re-referral, linking, a probable match and the family's subject key
+    are read from."""
     rows = await conn.fetch(
         """
         SELECT cc.person_key, cc.subject_id, c.contact_id, c.subject_key, c.hub, c.received_at,
-            cc.match_basis
+            c.incident_date, c.source_system, cc.match_basis
         FROM contact_children cc JOIN contacts c USING (contact_id)
         WHERE cc.subject_id = ANY($1::text[]) OR cc.person_key = ANY($2::text[])
         """,
@@ -79,6 +78,8 @@ async def sightings(
             r["subject_key"],
             r["hub"],
             r["received_at"],
+            r["incident_date"],
+            r["source_system"],
             r["match_basis"],
         )
         for r in rows
@@ -100,32 +101,6 @@ async def recorded_sources(
         [reference for _, reference in sources],
     )
     return {(r["source_system"], r["source_reference"]) for r in rows}
-
-
-async def prior_contacts(
-    conn: Connection, subject_ids: Sequence[str], arrivals: Sequence[Arrival]
-) -> dict[str, list[PriorContact]]:
-    """The recorded contacts about each child (by subject id) that the arrivals' flags may
-    look at: received within the batch's widest re-referral window, or about one of its
-    incident dates."""
-    rows = await conn.fetch(
-        """
-        SELECT cc.subject_id, c.contact_id, c.received_at, c.incident_date, c.source_system
-        FROM contact_children cc JOIN contacts c USING (contact_id)
-        WHERE cc.subject_id = ANY($1::text[])
-          AND ((c.received_at >= $2 AND c.received_at < $3) OR c.incident_date = ANY($4::date[]))
-        """,
-        list(subject_ids),
-        min(a.received_at for a in arrivals) - RE_REFERRAL_WINDOW,
-        max(a.received_at for a in arrivals),
-        sorted({a.incident for a in arrivals}),
-    )
-    priors: dict[str, list[PriorContact]] = {}
-    for r in rows:
-        priors.setdefault(r["subject_id"], []).append(
-            PriorContact(r["contact_id"], r["received_at"], r["incident_date"], r["source_system"])
-        )
-    return priors
 
 
 async def open_case_subjects(conn: Connection, subject_ids: Sequence[str]) -> set[str]:

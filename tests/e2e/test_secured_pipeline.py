@@ -28,8 +28,10 @@ from schemas.cloudevents import encode_binary
 from schemas.inbound import PoliceNotification
 from services.common.db import apply_migrations
 from services.common.lag import stop_consumer
-from services.common.topics import INBOUND_POLICE, TopicNames, TopicSpec, queue_topic
+from services.common.settings import Settings
+from services.common.topics import INBOUND_POLICE, TopicNames, queue_topic
 from services.common.topology import load_topology
+from services.screening.app import history_changelog_topic
 from tests.support import (
     SecureStack,
     Stack,
@@ -45,7 +47,8 @@ TOPOLOGY = "two-hubs"
 HUB = "north-west-central"  # the example notification's B6 postcode
 SPECS = [
     *TopicNames().all_specs(load_topology(TOPOLOGY).hub_ids, 4),
-    TopicSpec("mash-screening-history-changelog", 4, {"cleanup.policy": "compact"}),
+    # The services' group suffix is empty here, as in make run SECURE=1.
+    history_changelog_topic(Settings(group_suffix="")),
 ]
 
 

@@ -326,7 +326,7 @@ class Routed(ContractModel):
 
 
 class Feedback(ContractModel):
-    """Feedback to a referrer through the firewall (topic mash.feedback.v1).
+    """Feedback to a referrer through the firewall (topic mash.feedback.<agency>.v1).
 
     Nothing else may be added: no narratives, DASH answers, adults' details, rule reasons
     or restricted-investigation flags.

@@ -301,7 +301,7 @@ class Referrer(ContractModel):
     """Who made a referral; feedback goes to ``agency_id``."""
 
     agency_id: Identifier
-    """Where feedback goes (the Kafka key of mash.feedback.v1)."""
+    """Where feedback goes (the Kafka key of its agency's mash.feedback.<agency>.v1)."""
     organisation: ShortText
     name: ShortText
     role: ShortText

@@ -166,6 +166,7 @@ def sample_messages() -> list[SampleMessage]:
             structured=True,
             children=[ex.child(child_ref="N1", nhs_number=None, address=None, no_fixed_abode=True)],
             referral_source="4",
+            referrer=ex.referrer(agency_id="housing-sample-01", organisation="Example Housing"),
             factors=["20"],
         ),
         _referral(6, factors=["21"]),

@@ -391,18 +391,20 @@ async def read_exact(bootstrap: str, topic: str, partitions: int) -> list[Replay
 
 async def records_until(
     bootstrap: str,
-    topic: str,
+    topic: str | Sequence[str],
     done: Callable[[list[Record]], bool],
     *,
     timeout: float = 60.0,
 ) -> list[Record]:
-    """Re-read ``topic`` until ``done(records)`` holds; fail after ``timeout`` seconds."""
+    """Re-read ``topic`` (or each of several, e.g. every feedback topic) until
+    ``done(records)`` holds; fail after ``timeout`` seconds."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
 
     async def check() -> list[Record] | None:
-        records = await read_topic(bootstrap, topic)
+        records = [r for t in topics for r in await read_topic(bootstrap, t)]
         return records if done(records) else None
 
-    result = await wait_until(check, timeout=timeout, what=f"records on {topic}")
+    result = await wait_until(check, timeout=timeout, what=f"records on {', '.join(topics)}")
     assert result is not None
     return result
 

@@ -17,10 +17,43 @@ QUEUE_UPDATES = "mash.queue-updates.v1"
 CONTACTS = "mash.contacts.v1"
 DECISIONS = "mash.decisions.v1"
 ROUTED = "mash.routed.v1"
-FEEDBACK = "mash.feedback.v1"
 SCHOOL_NOTIFICATIONS = "mash.notifications.schools.v1"
 SLA_BREACHES = "mash.sla.breaches.v1"
 DEAD_LETTER = "mash.deadletter.v1"
+
+#: Feedback goes to one topic per kind of referring agency, ``mash.feedback.<agency>.v1``,
+#: so a broker's ACLs can let each agency read its own referrals' outcomes and nobody
+#: else's (a school must not read what the police were told). Keyed by the referrer's
+#: ``agency_id``. Which agency a referrer is follows its census referral source; ``public``
+#: carries acknowledgements to members of the public, read by the portal they used.
+FEEDBACK_AGENCY_OF_SOURCE: Mapping[str, str] = {
+    **dict.fromkeys(("1A", "1B", "1C", "1D", "9"), "public"),
+    **dict.fromkeys(("2A", "2B"), "education"),
+    **dict.fromkeys(("3A", "3B", "3C", "3D", "3E", "3F"), "health"),
+    "4": "housing",
+    **dict.fromkeys(("5A", "5B", "5C"), "childrens-social-care"),
+    "5D": "early-help",
+    "6": "police",
+    "7": "legal",
+    **dict.fromkeys(("8", "10"), "other"),
+}
+FEEDBACK_AGENCIES = tuple(sorted(set(FEEDBACK_AGENCY_OF_SOURCE.values())))
+
+
+def feedback_topic(agency: str) -> str:
+    """Feedback topic of one kind of agency, e.g. ``mash.feedback.police.v1``."""
+    if agency not in FEEDBACK_AGENCIES:
+        raise ValueError(f"unknown feedback agency {agency!r}; expected one of {FEEDBACK_AGENCIES}")
+    return f"mash.feedback.{agency}.v1"
+
+
+def feedback_topic_of_source(referral_source: str) -> str:
+    """Where feedback to a referrer with this census referral source goes."""
+    return feedback_topic(FEEDBACK_AGENCY_OF_SOURCE[referral_source])
+
+
+#: Every feedback topic, in the order of FEEDBACK_AGENCIES.
+FEEDBACK_TOPICS = tuple(feedback_topic(a) for a in FEEDBACK_AGENCIES)
 
 #: Topics that carry one child's (or household's) events by key: they share one partition
 #: count so per-child Faust tables stay co-partitioned with their streams.
@@ -33,7 +66,7 @@ KEYED_TOPICS = (
     CONTACTS,
     DECISIONS,
     ROUTED,
-    FEEDBACK,
+    *FEEDBACK_TOPICS,
     SCHOOL_NOTIFICATIONS,
     SLA_BREACHES,
     DEAD_LETTER,
@@ -46,6 +79,7 @@ EXTERNAL_TOPICS = frozenset(
 )
 
 QUEUE_NAMES = ("single-agency", "initial-assessment", "s47")
+
 
 #: Largest record an upstream system may publish (the broker refuses larger ones at the
 #: door, so the sender learns at once). Intake dead-letters anything over its own, lower
@@ -92,6 +126,10 @@ class TopicNames:
     def queue(self, hub: str, queue: str) -> str:
         """The deployed name of a hub queue topic."""
         return self(queue_topic(hub, queue))
+
+    def feedback(self) -> tuple[str, ...]:
+        """The deployed names of every agency's feedback topic."""
+        return tuple(self(t) for t in FEEDBACK_TOPICS)
 
     def all_specs(self, hubs: Iterable[str], partitions: int) -> list[TopicSpec]:
         """Every topic of the product, including each hub's three queues."""

@@ -41,9 +41,9 @@ from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import datetime
 
-from schemas.events import Contact, Routed, SchoolNotification
+from schemas.events import Contact, Routed, SchoolNotification, SourceCoordinates
 from services.common.calendar import WorkingCalendar
-from services.common.topics import FEEDBACK, SCHOOL_NOTIFICATIONS
+from services.common.topics import SCHOOL_NOTIFICATIONS, feedback_topic_of_source
 from services.common.topology import Topology
 from services.notifications import encompass, feedback
 from services.notifications.encompass import SchoolNotice, Unmatched, Withheld
@@ -185,7 +185,9 @@ def contact_plan(
     leave the children without one for the police desk (a restricted notification: record
     them all as withheld instead)."""
     ack = feedback.acknowledgement(contact, now)
-    acknowledged = _feedback_issue(ledger, _acknowledgement_row(contact.contact_id, ack, now), ack)
+    acknowledged = _feedback_issue(
+        ledger, _acknowledgement_row(contact.contact_id, ack, now), ack, contact.source
+    )
     scheme = encompass.school_notices(contact, calendar)
     notices = [_notice_issue(ledger, contact.contact_id, n, now) for n in scheme.notices]
     return Plan(
@@ -206,7 +208,9 @@ def routed_plan(routed: Routed, ledger: Ledger, topology: Topology, now: datetim
     if decided.why == "unknown_hub":
         return Plan(decided.why)  # refused before anything is claimed
     ack = feedback.acknowledgement_before(routed, now)
-    acknowledged = _feedback_issue(ledger, _acknowledgement_row(routed.contact_id, ack, now), ack)
+    acknowledged = _feedback_issue(
+        ledger, _acknowledgement_row(routed.contact_id, ack, now), ack, routed.contact_source
+    )
     if decided.disclosure is None:
         return Plan(decided.why, _claimed(acknowledged))
     d = decided.disclosure
@@ -224,7 +228,7 @@ def routed_plan(routed: Routed, ledger: Ledger, topology: Topology, now: datetim
         decided_at=routed.decided_at,
         routed_at=routed.routed_at,
     )
-    told = _feedback_issue(ledger, row, d)
+    told = _feedback_issue(ledger, row, d, routed.contact_source)
     return Plan(
         decided.why,
         _claimed(acknowledged, told),
@@ -244,11 +248,15 @@ def _acknowledgement_row(contact_id: str, ack: Disclosure, now: datetime) -> Fee
     )
 
 
-def _feedback_issue(ledger: Ledger, row: FeedbackRow, d: Disclosure) -> Issue | None:
-    """The feedback event, if this event is the first to claim its row."""
+def _feedback_issue(
+    ledger: Ledger, row: FeedbackRow, d: Disclosure, source: SourceCoordinates
+) -> Issue | None:
+    """The feedback event, on the referrer's agency's feedback topic, if this event is the
+    first to claim its row."""
     if not ledger.claim_feedback(row):
         return None
-    return Issue(FEEDBACK, row.contact_id, d, row.issued_at, feedback=row)
+    topic = feedback_topic_of_source(source.referral_source)
+    return Issue(topic, row.contact_id, d, row.issued_at, feedback=row)
 
 
 def _notice_issue(

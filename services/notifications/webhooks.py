@@ -22,7 +22,8 @@ delivery is **dead-lettered**: its status becomes ``dead_lettered`` in Postgres,
 is logged and ``mash_webhook_deliveries_total{status="dead_lettered"}`` counts it. (The
 ``mash.deadletter.v1`` topic holds *inbound* messages that could not be accepted; an
 outbound delivery the agency never took is a different fact, kept with its attempts.)
-The feedback itself is still on ``mash.feedback.v1`` and in the ``feedback`` table.
+The feedback itself is still on its agency's ``mash.feedback.<agency>.v1`` and in the
+``feedback`` table.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ b. **throughput** — ``--contacts`` simulated contacts (the project's simulator
 c. **latency** — contacts offered at fixed rates (``--rates``, each for
    ``--latency-seconds``, paced, one after the other on one world, each drained before
    the next): for every queue item event on the hubs' queue topics and every outcome
-   feedback event on mash.feedback.v1 (``kind`` outcome, not acknowledgements), its Kafka
+   feedback event on mash.feedback.<agency>.v1 (``kind`` outcome, not acknowledgements), its Kafka
    record timestamp (stamped by the outbox relay's producer when it publishes) minus its
    ``mash-ingress-ms`` header (the publish timestamp of the inbound record behind it);
    p50/p95/p99 per rate and stage. One sample per event: a contact about three children

@@ -23,7 +23,7 @@ from deploy.local.pipeline import SERVICES
 from schemas.events import QueueItem
 from schemas.types import ce_type_of
 from services.common.outbox import INGRESS_HEADER
-from services.common.topics import FEEDBACK, QUEUE_NAMES
+from services.common.topics import QUEUE_NAMES
 from services.common.topology import load_topology
 from tests.bench import measure
 from tests.bench.traffic import INBOUND, Traffic, publish, simulate_now
@@ -221,7 +221,10 @@ async def stage_latencies(bench: BenchWorld) -> dict[str, list[tuple[int, int]]]
             ingress = _ingress(m.headers)
             if ingress is not None and _header(m.headers, "ce_type") == QUEUE_ITEM_TYPE:
                 out["queue_item"].append((ingress, m.timestamp - ingress))
-    for m in await read_messages(world.stack.bootstrap, world.topics(FEEDBACK)):
+    feedback = [
+        m for t in world.topics.feedback() for m in await read_messages(world.stack.bootstrap, t)
+    ]
+    for m in feedback:
         ingress = _ingress(m.headers)
         if ingress is not None and json.loads(m.value or b"{}").get("kind") == "outcome":
             out["outcome_feedback"].append((ingress, m.timestamp - ingress))

@@ -11,6 +11,7 @@ import yaml
 
 from schemas import export
 from schemas.types import CE_TYPES
+from services.common.topics import FEEDBACK_AGENCIES
 
 SCHEMAS_DIR = Path(export.__file__).resolve().parent
 ASYNCAPI = SCHEMAS_DIR / "asyncapi.yaml"
@@ -26,7 +27,7 @@ TOPICS = {
     "mash.decisions.v1",
     "mash.queue.{hub}.{queue}.v1",
     "mash.routed.v1",
-    "mash.feedback.v1",
+    "mash.feedback.{agency}.v1",
     "mash.notifications.schools.v1",
     "mash.sla.breaches.v1",
     "mash.deadletter.v1",
@@ -101,3 +102,11 @@ def test_asyncapi_covers_every_topic_and_event_type() -> None:
                 target = target[part]
         else:
             assert (SCHEMAS_DIR / ref).is_file(), ref
+
+
+def test_asyncapi_names_every_feedback_agency() -> None:
+    """The feedback channel's agency parameter lists exactly the agencies notifications
+    publishes to, so an upstream team reading the contract finds its topic."""
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    agencies = document["channels"]["feedback"]["parameters"]["agency"]["enum"]
+    assert agencies == list(FEEDBACK_AGENCIES)

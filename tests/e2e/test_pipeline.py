@@ -12,10 +12,10 @@ from deploy.local.pipeline import ServiceProcesses
 from services.common.topics import (
     CONTACTS,
     DEAD_LETTER,
-    FEEDBACK,
     INBOUND_POLICE,
     INBOUND_REFERRALS,
     ROUTED,
+    feedback_topic,
 )
 from tests.sample import SampleMessage, sample_messages
 from tests.support import (
@@ -136,7 +136,7 @@ async def test_each_referrer_gets_an_acknowledgement_and_professionals_an_outcom
     expected_outcomes = len(VALID) - len(PUBLIC)
     feedback = await records_until(
         fed.stack.bootstrap,
-        fed.topics(FEEDBACK),
+        fed.topics.feedback(),
         lambda rs: len(rs) >= len(VALID) + expected_outcomes,
     )
     kinds = [r.json()["kind"] for r in feedback]
@@ -147,8 +147,16 @@ async def test_each_referrer_gets_an_acknowledgement_and_professionals_an_outcom
         body = r.json()
         if body["referrer_reference"] in public_refs:
             assert body["kind"] == "acknowledgement", "the public get no outcome detail"
-        # Keyed by the referrer's agency (police: the force).
-        assert r.key in {b"west-midlands", b"school-999001", b"gp-sample-01", b"public"}
+        # Keyed by the referrer's agency (police: the force), on its kind of agency's topic.
+        agency_of = {
+            b"west-midlands": "police",
+            b"school-999001": "education",
+            b"gp-sample-01": "health",
+            b"housing-sample-01": "housing",
+            b"public": "public",
+        }
+        assert r.key in agency_of
+        assert r.topic == fed.topics(feedback_topic(agency_of[r.key]))
         # The firewall: nothing but the allow-listed fields, no narrative, no names.
         assert set(body) <= {
             "feedback_id",

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import examples as ex
 from schemas.events import Contact
-from services.common.topics import FEEDBACK, SCHOOL_NOTIFICATIONS
+from services.common.topics import SCHOOL_NOTIFICATIONS, feedback_topic
 from services.notifications.feedback import OUTCOME_TEXT, WORDING
 from services.notifications.firewall import ALLOW_LIST, ALLOW_LIST_VERSION
 from tests.integration.harness import metric_value
@@ -46,14 +46,15 @@ def carried(record: Record) -> dict[str, Any]:
 async def feedback_for(
     n: NotificationsUnderTest, reference: str, count: int
 ) -> list[dict[str, Any]]:
-    """The feedback events (with their key) about the referral ``reference``, in order."""
+    """The feedback events (with their key and topic) about the referral ``reference``, in
+    order."""
     records = await records_until(
         n.world.stack.bootstrap,
-        n.world.topics(FEEDBACK),
+        n.world.topics.feedback(),
         lambda rs: sum(r.json()["referrer_reference"] == reference for r in rs) >= count,
     )
     mine = [r for r in records if r.json()["referrer_reference"] == reference]
-    return [{**carried(r), "_key": (r.key or b"").decode()} for r in mine]
+    return [{**carried(r), "_key": (r.key or b"").decode(), "_topic": r.topic} for r in mine]
 
 
 async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_update(
@@ -110,6 +111,7 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
     events = await feedback_for(n, "WM-P1", 4)
     assert [e["kind"] for e in events] == ["acknowledgement", "outcome", "update", "update"]
     assert {e["_key"] for e in events} == {"west-midlands"}, "keyed by the force"
+    assert {e["_topic"] for e in events} == {n.world.topics(feedback_topic("police"))}
     assert {e["contact_reference"] for e in events} == {"MASH-P1"}
     ack, outcome, update1, update2 = events
     assert set(ack) == {
@@ -119,6 +121,7 @@ async def test_police_force_gets_acknowledgement_outcome_and_each_change_as_an_u
         "contact_reference",
         "issued_at",
         "_key",
+        "_topic",
     }
     assert outcome["outcome"] == "s47"
     assert outcome["outcome_text"] == OUTCOME_TEXT["s47"]
@@ -205,6 +208,8 @@ async def test_a_professional_referrer_hears_the_outcome_keyed_by_their_agency(
     ack, outcome = await feedback_for(n, "REF-R1", 2)
     assert (ack["kind"], outcome["kind"]) == ("acknowledgement", "outcome")
     assert {ack["_key"], outcome["_key"]} == {"school-999001"}
+    # A school's feedback is on education's topic, which the police cannot read.
+    assert {ack["_topic"], outcome["_topic"]} == {n.world.topics(feedback_topic("education"))}
     assert outcome["outcome_text"] == OUTCOME_TEXT["single_agency"]
     audience = await fetchval(
         n.world.dsn, "SELECT DISTINCT audience FROM feedback WHERE contact_id = $1", c.contact_id
@@ -225,6 +230,7 @@ async def test_a_routing_that_overtakes_its_contact_is_still_acknowledged_first(
     events = await feedback_for(n, "REF-R2", 2)
     assert [e["kind"] for e in events] == ["acknowledgement", "outcome"]
     assert {e["_key"] for e in events} == {"gp-1"}
+    assert {e["_topic"] for e in events} == {n.world.topics(feedback_topic("health"))}
     assert (
         await fetchval(n.world.dsn, "SELECT count(*) FROM feedback WHERE contact_id = $1", "CON-R2")
         == 2
@@ -247,7 +253,8 @@ async def test_a_member_of_the_public_gets_an_acknowledgement_only(
     (ack,) = await feedback_for(n, f"REF-{name}", 1)
     assert ack["kind"] == "acknowledgement"
     assert ack["_key"] == "public"
-    assert set(ack) - {"_key"} <= ALLOW_LIST["public"]
+    assert ack["_topic"] == n.world.topics(feedback_topic("public"))
+    assert set(ack) - {"_key", "_topic"} <= ALLOW_LIST["public"]
     kinds = await fetch(
         n.world.dsn, "SELECT kind FROM feedback WHERE contact_id = $1", c.contact_id
     )
@@ -388,7 +395,7 @@ async def test_every_disclosure_is_audited_by_field_name_and_rule(
     assert {row["channel"] for row in rows} == {"kafka"}
     ack = by_rule["feedback.acknowledgement"]
     assert (ack["recipient"], ack["audience"]) == ("west-midlands", "police_force")
-    assert ack["destination"] == n.world.topics(FEEDBACK)
+    assert ack["destination"] == n.world.topics(feedback_topic("police"))
     assert set(ack["fields"]) == {
         "feedback_id",
         "kind",
@@ -419,7 +426,7 @@ async def test_nothing_outside_the_allow_list_is_on_the_outbound_topics(
     assert await n.outcome(r.routed_id) == "outcome"
     await feedback_for(n, "WM-WIRE", 2)
     feedback = await records_until(
-        n.world.stack.bootstrap, n.world.topics(FEEDBACK), lambda rs: len(rs) > 0
+        n.world.stack.bootstrap, n.world.topics.feedback(), lambda rs: len(rs) > 0
     )
     for record in feedback:
         body = carried(record)

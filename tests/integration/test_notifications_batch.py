@@ -36,7 +36,7 @@ from services.common.kafka import InboundMessage
 from services.common.metrics import ServiceMetrics
 from services.common.pipeline import Received
 from services.common.runtime import ServiceRuntime
-from services.common.topics import CONTACTS, FEEDBACK, ROUTED, SCHOOL_NOTIFICATIONS, TopicNames
+from services.common.topics import CONTACTS, ROUTED, SCHOOL_NOTIFICATIONS, TopicNames
 from services.common.topology import load_topology
 from services.notifications.app import Notifications
 from services.notifications.webhooks import DeliveryPolicy, Endpoint, WebhookConfig
@@ -248,12 +248,12 @@ async def what_happened(n: NotificationsUnderTest, tag: str) -> dict[str, Any]:
     references = {f"WM-{tag}-P", f"REF-{tag}-G", f"WM-{tag}-X", f"REF-{tag}-U"}
     records = await records_until(
         n.world.stack.bootstrap,
-        n.world.topics(FEEDBACK),
+        n.world.topics.feedback(),
         lambda rs: sum(r.json()["referrer_reference"] in references for r in rs) >= len(feedback),
     )
     on_wire = [
         {"key": (r.key or b"").decode(), **{k: v for k, v in r.json().items() if k != "issued_at"}}
-        for r in sorted(records, key=lambda r: (r.partition, r.offset))
+        for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
         if r.json()["referrer_reference"] in references
     ]
     notice_records = await records_until(

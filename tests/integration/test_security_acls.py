@@ -40,7 +40,8 @@ from services.common.lag import stop_consumer
 from services.common.topics import (
     CONTACTS,
     DECISIONS,
-    FEEDBACK,
+    FEEDBACK_AGENCY_OF_SOURCE,
+    FEEDBACK_TOPICS,
     INBOUND_CASE_STATUS,
     INBOUND_POLICE,
     INBOUND_REFERRALS,
@@ -49,6 +50,7 @@ from services.common.topics import (
     ROUTED,
     TopicNames,
     TopicSpec,
+    feedback_topic,
     queue_topic,
 )
 from services.common.topology import TOPOLOGIES_DIR, load_topology
@@ -240,7 +242,9 @@ async def test_an_upstream_producer_reads_nothing(
 ) -> None:
     await publish(secured, producer, own, marker())
     errors = await fetch_errors(secured, producer, ALL_TOPICS)
-    assert errors == dict.fromkeys(ALL_TOPICS, TOPIC_AUTHORIZATION_FAILED)
+    # The portal passes acknowledgements on to members of the public: that topic only.
+    readable = {feedback_topic("public")} if producer == "council-portal" else set()
+    assert errors == {t: 0 if t in readable else TOPIC_AUTHORIZATION_FAILED for t in ALL_TOPICS}
     # Nor may it join a consumer group, even on the topic it writes.
     with pytest.raises(GroupAuthorizationFailedError):
         await read_value(secured, producer, own, b"-", f"{producer}.reader")
@@ -258,8 +262,8 @@ async def test_an_upstream_producer_reads_nothing(
         ("screening", DECISIONS, ROUTED),
         # Routing reads the decisions topic but may not write to it.
         ("routing", ROUTED, DECISIONS),
-        ("notifications", FEEDBACK, s47("east-south")),
-        ("notifications", FEEDBACK, CONTACTS),
+        ("notifications", feedback_topic("police"), s47("east-south")),
+        ("notifications", feedback_topic("education"), CONTACTS),
     ],
 )
 async def test_a_service_cannot_write_a_topic_it_does_not_own(
@@ -330,14 +334,28 @@ async def test_the_lag_exporter_sees_offsets_of_the_mash_groups(secured: SecureS
 # --------------------------------------------------------------------------- agencies
 
 
-@pytest.mark.parametrize("agency", [p.name for p in load().principals if p.kind == "agency"])
-async def test_no_partner_agency_reads_feedback_yet(secured: SecureStack, agency: str) -> None:
-    # mash.feedback.v1 holds every agency's outcomes: per-agency topics are future work.
+AGENCIES = [p.name for p in load().principals if p.kind == "agency"]
+
+
+@pytest.mark.parametrize("agency", AGENCIES)
+async def test_an_agency_reads_its_own_feedback_and_no_other_agencys(
+    secured: SecureStack, agency: str
+) -> None:
+    own = feedback_topic(agency.removeprefix("agency-"))
     value = marker()
-    await publish(secured, "notifications", FEEDBACK, value)
-    errors = await fetch_errors(secured, agency, [FEEDBACK, *INBOUND])
-    assert set(errors.values()) == {TOPIC_AUTHORIZATION_FAILED}
-    assert (await fetch_errors(secured, "admin", [FEEDBACK]))[FEEDBACK] == 0
+    await publish(secured, "notifications", own, value)
+    assert await read_value(secured, agency, own, value, f"{agency}.feedback")
+    errors = await fetch_errors(secured, agency, [*FEEDBACK_TOPICS, *INBOUND, s47("east-south")])
+    assert {t for t, code in errors.items() if code == 0} == {own}
+    assert set(errors.values()) == {0, TOPIC_AUTHORIZATION_FAILED}
+
+
+def test_every_kind_of_professional_referrer_has_an_agency_that_reads_its_feedback() -> None:
+    # `public` is read by the portal and `other` (8, 10: no system to connect) goes by
+    # webhook; every other feedback topic has exactly one agency principal reading it.
+    read = {topic for p in load().principals if p.kind == "agency" for topic in p.topics.read}
+    expected = {feedback_topic(a) for a in set(FEEDBACK_AGENCY_OF_SOURCE.values())}
+    assert read == expected - {feedback_topic("public"), feedback_topic("other")}
 
 
 # --------------------------------------------------------------------------- authentication

@@ -20,7 +20,7 @@ from services.common.kafka import ensure_topics
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import OutboxRelay, enqueue_rows, outbox_row
 from services.common.settings import Settings
-from services.common.topics import TopicSpec
+from services.common.topics import TopicSpec, feedback_topic
 from tests.support import Isolated, Stack, fetchval, isolated_world, read_topic, wait_until
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def test_an_edited_migration_is_refused(world: Isolated) -> None:
 
 
 async def test_the_relay_publishes_committed_events_in_order_exactly_once(world: Isolated) -> None:
-    topic = world.topics("mash.feedback.v1")
+    topic = world.topics(feedback_topic("police"))
     events = [
         Feedback.model_validate({**ex.feedback(), "feedback_id": f"fb-{n}"}) for n in range(5)
     ]

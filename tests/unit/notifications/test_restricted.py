@@ -11,7 +11,7 @@ import pytest
 from schemas import examples as ex
 from schemas.events import Contact, Feedback, QueueItem, Routed
 from services.common.calendar import WorkingCalendar
-from services.common.topics import FEEDBACK, SCHOOL_NOTIFICATIONS
+from services.common.topics import SCHOOL_NOTIFICATIONS, feedback_topic
 from services.notifications.encompass import Encompass, school_notices
 from services.notifications.feedback import acknowledgement
 from services.notifications.firewall import ALLOW_LIST, GIVEN_POLICE_DETAIL, POLICE_DETAIL
@@ -90,7 +90,9 @@ def test_a_restricted_contact_is_acknowledged_and_its_children_withheld_once() -
     c = contact(True)
     ledger = Ledger()
     first = contact_plan(c, ledger, CALENDAR, NOW)
-    assert [i.topic for i in first.issues] == [FEEDBACK], "the acknowledgement, no notice"
+    assert [i.topic for i in first.issues] == [feedback_topic("police")], (
+        "the acknowledgement, no notice"
+    )
     assert SCHOOL_NOTIFICATIONS not in {i.topic for i in first.issues}
     assert first.unmatched == ()
     assert [w.subject_id for w in first.withheld] == ["SUBJ-SCHOOL", "SUBJ-NOURN"]

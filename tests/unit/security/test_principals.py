@@ -81,6 +81,8 @@ def _topic_names_in(package: str) -> tuple[set[str], set[str]]:
                         imported.add(value)
                     elif alias.name == "queue_topic":
                         imported.add("mash.queue.*")
+                    elif alias.name == "feedback_topic_of_source":
+                        imported.add("mash.feedback.*")
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
@@ -119,23 +121,32 @@ def test_the_screening_history_changelog_is_covered() -> None:
     assert any(name.startswith(t.removesuffix("*")) for t in screening.topics.read)
 
 
-def test_upstream_producers_write_one_inbound_topic_and_read_nothing() -> None:
+def test_upstream_producers_write_one_inbound_topic_and_read_nothing_else() -> None:
     producers = {p.name: p for p in DOC.principals if p.kind == "producer"}
     assert {n: p.topics.write for n, p in producers.items()} == {
         "police-force": (topics.INBOUND_POLICE,),
         "council-portal": (topics.INBOUND_REFERRALS,),
         "case-system": (topics.INBOUND_CASE_STATUS,),
     }
-    for p in producers.values():
-        assert p.bindings() == [b for b in p.bindings() if b.operation == "write"]
+    # The portal passes acknowledgements on to the members of the public who used it.
+    assert {n: p.topics.read for n, p in producers.items()} == {
+        "police-force": (),
+        "council-portal": (topics.feedback_topic("public"),),
+        "case-system": (),
+    }
 
 
-def test_partner_agencies_get_nothing_until_their_topics_exist() -> None:
+def test_a_partner_agency_reads_its_own_feedback_topic_and_nothing_else() -> None:
     agencies = [p for p in DOC.principals if p.kind == "agency"]
     assert agencies
     for p in agencies:
-        assert p.bindings() == []
-        assert p.later
+        agency = p.name.removeprefix("agency-")
+        assert p.topics.read == (topics.feedback_topic(agency),)
+        assert {(b.operation, b.resource_type) for b in p.bindings()} == {
+            ("read", "topic"),
+            ("read", "group"),
+        }
+        assert p.groups.read == (f"{p.name}.*",)
 
 
 def test_the_lag_exporter_describes_and_never_reads() -> None:

@@ -11,7 +11,9 @@ def test_the_product_topics_include_each_hubs_queues_under_the_prefix() -> None:
     assert "t1.mash.queue.east-south.s47.v1" in names
     assert "t1.mash.queue.north-west-central.single-agency.v1" in names
     assert all(n.startswith("t1.") for n in names)
-    assert len(names) == len(set(names)) == 12 + 2 * 3
+    assert "t1.mash.feedback.health.v1" in names
+    # Eleven contract topics, one feedback topic per kind of agency, three queues per hub.
+    assert len(names) == len(set(names)) == 11 + 9 + 2 * 3
 
 
 def test_lag_is_end_minus_committed_summed_over_partitions() -> None:

@@ -31,7 +31,7 @@ def test_inbound_topics_are_recognised_with_any_prefix(name: str) -> None:
         "t1.mash.decisions.v1",
         "mash.queue.east-south.s47.v1",
         "mash.deadletter.v1",
-        "mash.feedback.v1",
+        "mash.feedback.police.v1",
         "scratch-copy",
     ],
 )

@@ -23,8 +23,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from deploy.local import stack as local_stack
-from deploy.local.pipeline import ServiceProcesses
-from services.common.db import apply_migrations
+from deploy.local.pipeline import ServiceProcesses, database_role_env
+from services.common import database_roles
 from services.common.kafka import ensure_topics
 from services.common.lag import stop_consumer
 from services.common.topics import TopicNames, TopicSpec
@@ -157,8 +157,10 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value {last!r}")
 
 
-async def fresh_database(stack: Stack) -> str:
-    """Create an empty database for one test (module) and return its DSN."""
+async def fresh_database(stack: Stack, *, migrate: bool = True) -> str:
+    """Create a database for one test (module) and return its (superuser) DSN: migrated
+    with the roles' grants applied, as ``mash db migrate`` does, unless not ``migrate``
+    (then empty)."""
     name = f"mash_test_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(stack.dsn)
     try:
@@ -166,7 +168,24 @@ async def fresh_database(stack: Stack) -> str:
     finally:
         await conn.close()
     base, _, _ = stack.dsn.rpartition("/")
-    return f"{base}/{name}"
+    dsn = f"{base}/{name}"
+    if migrate:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await database_roles.migrate(conn, database_roles.load_roles())
+        finally:
+            await conn.close()
+    return dsn
+
+
+def database_name(dsn: str) -> str:
+    """The database a DSN names (its path, without the query)."""
+    return dsn.rpartition("/")[2].partition("?")[0]
+
+
+def local_stack_config() -> local_stack.Config:
+    """The local stack's configuration, as the stack script sees this environment."""
+    return local_stack.Config.from_environ(os.environ)
 
 
 @dataclass
@@ -201,6 +220,15 @@ class Isolated:
             **self.extra_env,
         }
 
+    def role_env(self) -> dict[str, dict[str, str]]:
+        """Per service, the DATABASE_URL of its own role's login user on this world's
+        database (verified TLS), so services run under least privilege; empty (every
+        service as the superuser) when the database is not the local stack's."""
+        cfg = local_stack_config()
+        if cfg.external_database is not None or not self.dsn.startswith(cfg.database_url + "_"):
+            return {}
+        return database_role_env(cfg, database_name(self.dsn))
+
     async def create_topics(self, partitions: int = 4) -> None:
         """Create every product topic of this world."""
         hubs = load_topology(self.topology).hub_ids
@@ -208,20 +236,16 @@ class Isolated:
 
 
 async def isolated_world(stack: Stack, **kwargs: Any) -> Isolated:
-    """A new isolated world with its topics created and an empty database."""
+    """A new isolated world with its topics created and a migrated, empty database."""
     world = Isolated(stack, f"t{uuid.uuid4().hex[:8]}.", await fresh_database(stack), **kwargs)
     await world.create_topics()
-    conn = await asyncpg.connect(world.dsn)
-    try:
-        await apply_migrations(conn)  # tables exist before any service or check runs
-    finally:
-        await conn.close()
     return world
 
 
 def start_pipeline(world: Isolated, run_dir: Path) -> ServiceProcesses:
-    """Start the four services of ``world`` as real processes."""
-    services = ServiceProcesses(world.env(), run_dir=run_dir)
+    """Start the four services of ``world`` as real processes, each as its own database
+    role (:meth:`Isolated.role_env`)."""
+    services = ServiceProcesses(world.env(), run_dir=run_dir, role_env=world.role_env())
     services.start_all()
     return services
 

@@ -244,6 +244,31 @@ class Config:
         return self.pg_dir / "postgres.log"
 
     @property
+    def pg_tls_dir(self) -> Path:
+        """The local PostgreSQL CA (certificate public, key 0600)."""
+        return self.run_dir / "postgres-tls"
+
+    @property
+    def pg_ca_file(self) -> Path:
+        """PEM certificate of the CA that signed the PostgreSQL server's: what clients
+        trust (``sslrootcert``)."""
+        return self.pg_tls_dir / "ca.pem"
+
+    @property
+    def pg_ca_key(self) -> Path:
+        """Private key of the local PostgreSQL CA."""
+        return self.pg_tls_dir / "ca.key"
+
+    @property
+    def pg_credentials_dir(self) -> Path:
+        """One ``<login>.password`` per PostgreSQL login user (mode 0700, files 0600)."""
+        return self.run_dir / "postgres-credentials"
+
+    def pg_password_file(self, login: str) -> Path:
+        """Where the generated password of PostgreSQL login user ``login`` is kept."""
+        return self.pg_credentials_dir / f"{login}.password"
+
+    @property
     def database_url(self) -> str:
         """URL of the local ``mash`` database."""
         return local_database_url(self.pg_port)

@@ -8,6 +8,12 @@ beside them, fed with simulated traffic from ``mash simulate``.
 
 The same :class:`ServiceProcesses` starts the services for the end-to-end tests.
 
+The database is migrated first, as its own step (``mash db migrate``, as the local
+superuser ``mash``: the operator); each service then logs in as its own role's login user
+(``mash_<service>_login``, member of ``mash_<service>``: ``services/common/database_roles.yaml``)
+over TLS verified against the local CA. An external ``DATABASE_URL`` is migrated the same
+way, and its services keep that one DSN (the stack knows no login users there).
+
 ``--secure`` (``make run SECURE=1``) runs on the secured broker (``stack.py up --secure``,
 with ``deploy/security/principals.yaml`` applied): the operator (``admin``) creates the
 topics and feeds the traffic; each service and the lag exporter log in as their own
@@ -29,8 +35,9 @@ from pathlib import Path
 
 import asyncpg
 
-from deploy.local.config import Config
+from deploy.local.config import PG_DATABASE, Config
 from deploy.local.kafka_secure import secure_client_env
+from deploy.local.postgres_access import role_database_url
 from deploy.local.scram_users import ADMIN_USER
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import kafka_client_security
@@ -53,8 +60,16 @@ RUN_DIR = REPO / ".run"
 class ServiceProcesses:
     """The four service processes of one pipeline, with their logs and PID files."""
 
-    def __init__(self, env: Mapping[str, str], run_dir: Path = RUN_DIR) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        run_dir: Path = RUN_DIR,
+        role_env: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self.env = dict(env)
+        #: Per service (every worker of it): what its processes add to ``env``, e.g. the
+        #: DATABASE_URL of its own database role.
+        self.role_env = {name: dict(extra) for name, extra in (role_env or {}).items()}
         self.run_dir = run_dir
         self.log_dir = run_dir / "logs"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -87,13 +102,18 @@ class ServiceProcesses:
         proc = subprocess.Popen(
             [sys.executable, "-m", module_of(service)],
             cwd=REPO,
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, **self._role_env_of(service), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs[service] = proc
         self.pid_file(service).write_text(str(proc.pid))
+
+    def _role_env_of(self, process: str) -> dict[str, str]:
+        if process in TOOLS:
+            return {}
+        return self.role_env.get(service_of(process), {})
 
     def start_all(self, services: Iterable[str] = SERVICES) -> None:
         """Start every service that is not running."""
@@ -206,6 +226,29 @@ async def summary(dsn: str) -> str:
     return "\n".join(lines)
 
 
+def database_role_env(cfg: Config, database: str = PG_DATABASE) -> dict[str, dict[str, str]]:
+    """Per service, the DATABASE_URL of its own role's login user on the local PostgreSQL
+    (TLS, verified), for :class:`ServiceProcesses`; empty for an external database."""
+    if cfg.external_database is not None:
+        return {}
+    out = {}
+    for service in SERVICES:
+        url = role_database_url(cfg, f"mash_{service}", database)
+        out[service] = {"DATABASE_URL": url, "MASH_DATABASE_URL": url}
+    return out
+
+
+def migrate_database(env: Mapping[str, str]) -> None:
+    """``mash db migrate`` against the environment's database: the migrations, then the
+    roles' grants (the same command works by hand)."""
+    command = [sys.executable, "-m", "services.tools", "db", "migrate"]
+    print("$ mash " + " ".join(command[3:]))
+    proc = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr.strip() or f"mash db migrate: exit {proc.returncode}")
+    print(proc.stdout.strip().splitlines()[-1])  # the summary line
+
+
 def _stack(*args: str) -> None:
     subprocess.run([sys.executable, str(REPO / "deploy/local/stack.py"), *args], check=True)
 
@@ -245,7 +288,8 @@ def run(wait_seconds: float, contacts: int, seed: int, secure: bool = False) -> 
         # This process is the operator from here on: it creates the topics and feeds them.
         os.environ.update(_secured(ADMIN_USER))
     settings = Settings()
-    services = ServiceProcesses(shared)
+    migrate_database(os.environ)
+    services = ServiceProcesses(shared, role_env=database_role_env(Config.from_environ(os.environ)))
     topics = TopicNames(settings.topic_prefix)
     specs = topics.all_specs(load_topology(settings.topology).hub_ids, settings.partitions)
     asyncio.run(

@@ -1,7 +1,8 @@
 """The local PostgreSQL: Debian's server binaries (installed with apt-get when missing and
 we are root) running a private cluster in our own data directory (``<run dir>/postgres``,
 never the system cluster), on 127.0.0.1 with trust auth, ``pg_stat_statements`` loaded,
-and the ``mash`` role and database; ``psql`` for the readiness check (``select 1``).
+and the ``mash`` role and database; ``psql`` for the readiness check (``select 1``). TLS,
+pg_hba.conf and the login users of the product's roles: ``postgres_access.py``.
 
 Run as the ``postgres`` OS user when invoked as root (initdb refuses root). Standard
 library only (see ``stack.py``).
@@ -30,6 +31,7 @@ from deploy.local.host import (
     say,
     warn,
 )
+from deploy.local.postgres_access import access_sql, prepare_access
 
 PG_LIB_DIR = Path("/usr/lib/postgresql")  # Debian layout: <PG_LIB_DIR>/<major>/bin/postgres
 PG_OS_USER = "postgres"
@@ -198,6 +200,11 @@ SELECT 'CREATE DATABASE {PG_DATABASE} OWNER {PG_ROLE} ENCODING ''UTF8'' TEMPLATE
 """
 
 
+def tls_check_url(cfg: Config) -> str:
+    """The local database as the ``mash`` role over TLS verified against the local CA."""
+    return f"{cfg.database_url}?sslmode=verify-full&sslrootcert={cfg.pg_ca_file}"
+
+
 def pg_up(cfg: Config, timeout: float, fast: bool) -> None:
     """Ensure our PostgreSQL runs and the mash role/database answer ``select 1``."""
     started = time.monotonic()
@@ -244,15 +251,22 @@ def pg_up(cfg: Config, timeout: float, fast: bool) -> None:
         fresh = True
     else:
         fresh = False
+    # Certificate and pg_hba.conf before the server reads them (the reload below, for a
+    # server that was already running).
+    prepare_access(cfg)
     deadline = started + timeout
     reason: str | None = None
+    setup_sql = ROLE_AND_DB_SQL + access_sql(cfg)
     while True:
-        setup = psql(psql_bin, pg_admin_url(cfg), ROLE_AND_DB_SQL)
+        setup = psql(psql_bin, pg_admin_url(cfg), setup_sql)
         reason = (
             pg_check(psql_bin, cfg.database_url)
             if setup.returncode == 0
             else ((setup.stderr or setup.stdout).strip() or f"psql exit {setup.returncode}")
         )
+        if reason is None:
+            # TLS answers once the server has reloaded (asynchronous after pg_reload_conf).
+            reason = pg_check(psql_bin, tls_check_url(cfg))
         if reason is None:
             break
         if time.monotonic() >= deadline:
@@ -263,7 +277,7 @@ def pg_up(cfg: Config, timeout: float, fast: bool) -> None:
         time.sleep(0.25)
     elapsed = time.monotonic() - started
     if fresh:
-        say(f"postgres ready in {elapsed:.1f}s at {cfg.database_url} (pid {pid})")
+        say(f"postgres ready in {elapsed:.1f}s at {cfg.database_url} (pid {pid}, TLS on)")
     else:
         say(f"postgres already running (pid {pid}), answered in {elapsed:.2f}s")
         preload = psql(psql_bin, pg_admin_url(cfg), "SHOW shared_preload_libraries;\n")

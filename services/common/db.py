@@ -1,8 +1,10 @@
 """asyncpg pool and plain-SQL migrations, applied in order and recorded.
 
 Migrations live in ``services/common/migrations/NNNN_name.sql``: one ordered history for
-the one system of record. Each service applies pending ones at start-up under an advisory
-lock, so four services starting together apply each file exactly once.
+the one system of record. Only ``mash db migrate`` applies them (under an advisory lock, as
+the migration role, then the grants of ``database_roles.yaml``:
+:mod:`services.common.database_roles`); a service runs no DDL: :func:`create_pool` checks
+the schema is at the shipped version and refuses with :class:`SchemaNotMigrated` otherwise.
 """
 
 from __future__ import annotations
@@ -67,6 +69,43 @@ async def apply_migrations(conn: Connection) -> list[str]:
     return applied_now
 
 
+class SchemaNotMigrated(RuntimeError):
+    """The database lacks migrations this release ships (or they cannot be read): one
+    machine-readable line, ``schema_not_migrated missing=<v1>,<v2> ...``, naming the fix."""
+
+    def __init__(self, missing: list[str], reason: str | None = None) -> None:
+        self.missing = missing
+        detail = f" reason={reason}" if reason else ""
+        super().__init__(
+            f"schema_not_migrated missing={','.join(missing) or '-'}{detail}"
+            " fix='run mash db migrate'"
+        )
+
+
+def shipped_versions() -> list[str]:
+    """The version of every shipped migration, in order."""
+    return [version for version, _ in migration_files()]
+
+
+async def missing_migrations(conn: Connection) -> list[str]:
+    """Shipped migrations the database has not recorded as applied, in order."""
+    if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return shipped_versions()
+    done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [version for version in shipped_versions() if version not in done]
+
+
+async def require_migrated(conn: Connection) -> None:
+    """Raise :class:`SchemaNotMigrated` unless every shipped migration is applied."""
+    try:
+        missing = await missing_migrations(conn)
+    except asyncpg.InsufficientPrivilegeError:
+        # A role without the grants of database_roles.yaml: the same fix applies them.
+        raise SchemaNotMigrated(shipped_versions(), "no_select_on_schema_migrations") from None
+    if missing:
+        raise SchemaNotMigrated(missing)
+
+
 async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     """Release without asyncpg's default reset (``RESET ALL; UNLISTEN *; CLOSE ALL;
     SELECT pg_advisory_unlock_all()``): one round trip per batch and per relay cycle for
@@ -75,8 +114,15 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     transaction left open."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
-    """A connection pool to the system of record, with migrations applied."""
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 5, migrate: bool = False
+) -> asyncpg.Pool:
+    """A connection pool to the system of record, whose schema is at the shipped version.
+
+    Raises :class:`SchemaNotMigrated` when it is not. ``migrate=True`` applies pending
+    migrations instead, as the connecting role (tests and tools on a scratch database;
+    services never do: ``mash db migrate`` does, as the migration role, with the grants).
+    """
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -89,6 +135,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> asyn
         # 10-20 ms per lookup). A custom plan per run costs far less with batches.
         server_settings={"plan_cache_mode": "force_custom_plan"},
     )
-    async with pool.acquire() as conn:
-        await apply_migrations(conn)
+    try:
+        async with pool.acquire() as conn:
+            if migrate:
+                await apply_migrations(conn)
+            else:
+                await require_migrated(conn)
+    except BaseException:
+        await pool.close()
+        raise
     return pool

@@ -14,7 +14,7 @@ import asyncpg
 import faust
 import structlog
 
-from services.common.db import create_pool
+from services.common.db import SchemaNotMigrated, create_pool, require_migrated
 from services.common.health import Bounds, HealthCollector, HealthState, probe_timeout
 from services.common.kafka import ensure_topics, make_app
 from services.common.kafka_security import kafka_client_security, security_log_fields
@@ -107,6 +107,15 @@ class ServiceRuntime:
                 try:
                     self._pool = await create_pool(self.settings.database_url)
                     break
+                except SchemaNotMigrated as exc:
+                    # The database was down at start (run() could not check it) and is
+                    # behind this release: wait for `mash db migrate`, saying so.
+                    self.metrics.retries.labels(stage="database_connect").inc()
+                    self.log.error(
+                        "database_schema_not_migrated", missing=exc.missing, delay_seconds=delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.retry_max_seconds)
                 except (OSError, asyncpg.PostgresError) as exc:
                     self.metrics.retries.labels(stage="database_connect").inc()
                     self.log.warning(
@@ -150,6 +159,18 @@ class ServiceRuntime:
             await self._pool.close()
         self.log.info("service_stopped")
 
+    async def _require_migrated(self) -> None:
+        """Refuse to start on a database behind this release (SchemaNotMigrated); a
+        database that does not answer yet is :meth:`ready`'s to wait for."""
+        try:
+            conn = await asyncpg.connect(self.settings.database_url, timeout=10)
+        except (OSError, TimeoutError, asyncpg.PostgresError):
+            return
+        try:
+            await require_migrated(conn)
+        finally:
+            await conn.close()
+
     def run(self, extra_topics: Iterable[TopicSpec] = ()) -> None:
         """Create topics, expose /metrics and run the Faust worker until stopped."""
         from faust.worker import Worker
@@ -165,6 +186,12 @@ class ServiceRuntime:
             loop.create_task(self._probe.heartbeat()),
             loop.create_task(self._probe.run()),
         ]
+        try:
+            loop.run_until_complete(self._require_migrated())
+        except SchemaNotMigrated as exc:
+            # Services run no DDL: one line, and `mash db migrate` is the fix.
+            print(f"{self.service}: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
         try:
             loop.run_until_complete(
                 ensure_topics(

@@ -375,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
     )
+    # mash db (migrate, roles): services/tools/database.py, on the same hooks.
+    from services.tools.database import register as register_db
+
+    register_db(
+        commands,
+        CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
+    )
     return parser
 
 

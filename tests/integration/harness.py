@@ -80,7 +80,8 @@ class ServiceUnderTest:
         self.run_dir = run_dir
         self.metrics_port = free_port()
         world.extra_env.update({"MASH_METRICS_PORT": str(self.metrics_port), **(env or {})})
-        self.processes = ServiceProcesses(world.env(), run_dir=run_dir)
+        # Each service under its own database role, as in production.
+        self.processes = ServiceProcesses(world.env(), run_dir=run_dir, role_env=world.role_env())
         self.producer: AIOKafkaProducer | None = None
         self._sent = 0
 

@@ -78,7 +78,9 @@ class RoutingUnderTest(ServiceUnderTest):
         )
         # A second routing worker in the same consumer group (rebalances, racing scans).
         self.second = ServiceProcesses(
-            {**world.env(), "MASH_METRICS_PORT": "0"}, run_dir=run_dir / "second"
+            {**world.env(), "MASH_METRICS_PORT": "0"},
+            run_dir=run_dir / "second",
+            role_env=world.role_env(),
         )
 
     @classmethod

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mash",
         description="Developer tooling for mash-router: replay, simulate, whatif, topics,"
-        " deadletters.",
+        " deadletters, purge.",
         epilog="Run 'mash <command> --help' for a command's options and examples. A file"
         " named - is stdin or stdout. Exit codes: 0 done, 1 failed, 2 asked wrongly,"
         " 130 interrupted, 141 stdout closed by its reader.",
@@ -368,13 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(handler=_topics)
 
     # mash deadletters: its options and handlers live in services/tools/deadletters.py,
-    # which borrows this module's conventions (common options, settings, signals).
+    # which borrows this module's conventions (common options, settings, signals); so do
+    # mash topics --apply (topic_configs.py) and mash purge (retention.py).
+    from services.tools import retention, topic_configs
     from services.tools.deadletters import CliHooks, register
 
-    register(
-        commands,
-        CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
-    )
+    hooks = CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER)
+    register(commands, hooks)
+    topic_configs.register(topics, hooks, listing=_topics)
+    retention.register(commands, hooks)
     return parser
 
 

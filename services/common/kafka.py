@@ -20,8 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from mode.utils.queues import FlowControlEvent
 
 from services.common.kafka_security import PLAINTEXT, faust_broker_credentials
-from services.common.settings import Settings
-from services.common.topics import TopicSpec
+from services.common.settings import Settings, default_min_insync_replicas
+from services.common.topics import TopicSpec, with_min_insync_replicas
 
 log = structlog.get_logger(__name__)
 
@@ -171,6 +171,7 @@ async def ensure_topics(
     specs: Sequence[TopicSpec],
     *,
     replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
     wait_seconds: float = 60.0,
     security: Mapping[str, Any] = PLAINTEXT,
     create: bool = True,
@@ -180,6 +181,11 @@ async def ensure_topics(
     ``create=False`` (``MASH_CREATE_TOPICS=false``: a secured cluster whose topics an
     operator creates, where a service has no right to create or even see other services'
     topics) creates nothing and checks only the topics this client can see.
+
+    Each topic is created with its spec's configs (retention and size:
+    :data:`services.common.topics.TOPIC_RULES`) and an explicit ``min.insync.replicas``
+    (default: :func:`~services.common.settings.default_min_insync_replicas` of
+    ``replication_factor``), as ``mash topics --apply`` sets them on existing topics.
 
     ``security``: the client's connection arguments
     (:func:`services.common.kafka_security.kafka_client_security`).
@@ -204,11 +210,15 @@ async def ensure_topics(
             specs = [s for s in specs if s.name in existing]
         wanted = [s for s in specs if s.name not in existing]
         created: list[str] = []
+        min_insync = min_insync_replicas or default_min_insync_replicas(replication_factor)
         if wanted:
             response = await admin.create_topics(
                 [
                     NewTopic(
-                        s.name, s.partitions, replication_factor, topic_configs=dict(s.configs)
+                        s.name,
+                        s.partitions,
+                        replication_factor,
+                        topic_configs=with_min_insync_replicas(s.configs, min_insync),
                     )
                     for s in wanted
                 ],

@@ -198,6 +198,7 @@ class ServiceRuntime:
                     self.settings.bootstrap_list,
                     list(extra_topics),
                     replication_factor=self.settings.replication_factor,
+                    min_insync_replicas=self.settings.topic_min_insync_replicas,
                     security=self.kafka_security,
                     create=self.settings.create_topics,
                 )

@@ -290,6 +290,38 @@ class Settings(BaseSettings):
         description="Where Faust keeps its per-app data folders (relative: to the working"
         " directory, the repository when started by make run).",
     )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of every product topic (at most"
+        " MASH_REPLICATION_FACTOR); unset: 2 when the replication factor is 3 or more, else 1."
+        " Production: MASH_REPLICATION_FACTOR=3 with 2, so acks=all survives one broker down.",
+    )
+    raw_payload_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days intake's copy of each inbound message (raw_payloads) is kept before"
+        " mash purge deletes it; the contact's record stays.",
+    )
+    dead_letter_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days a dead letter's contents (the original key, value and headers in"
+        " its published outbox row) are kept before mash purge blanks them; the dead_letters"
+        " row (where, why, when) stays.",
+    )
+    outbox_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="Days the contents of other published outbox rows (events already on"
+        " Kafka) are kept before mash purge blanks them; the row stays, so effects keyed on"
+        " its event id stay idempotent.",
+    )
+    purge_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Rows mash purge deletes or blanks per transaction.",
+    )
 
     @field_validator("kafka_security_protocol", mode="before")
     @classmethod
@@ -436,6 +468,33 @@ class Settings(BaseSettings):
         if self.metrics_port is not None:
             return self.metrics_port
         return DEFAULT_METRICS_PORTS.get(service, 0)
+
+    @model_validator(mode="after")
+    def _check_min_insync_replicas(self) -> Settings:
+        """Refuse a min.insync.replicas no partition could meet (acks=all would fail)."""
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"{env_var('min_insync_replicas')}={self.min_insync_replicas} exceeds"
+                f" {env_var('replication_factor')}={self.replication_factor}: every write"
+                " with acks=all would be refused"
+            )
+        return self
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        """The min.insync.replicas product topics get: the setting, else derived from the
+        replication factor (one replica may be down: 2 of 3; never more than exist)."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        return default_min_insync_replicas(self.replication_factor)
+
+
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """2 with three or more replicas (one broker may be down without refusing acks=all
+    writes or losing acknowledged ones), else 1 (a single local broker, or two)."""
+    return 2 if replication_factor >= 3 else 1
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -1,4 +1,4 @@
-"""Every topic the product uses: names and partition counts in one place.
+"""Every topic the product uses: names, partition counts and configs in one place.
 
 Names follow CONTRACT.md. A prefix (``MASH_TOPIC_PREFIX``) isolates test runs without
 changing any other code.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 INBOUND_POLICE = "mash.inbound.police-notifications.v1"
 INBOUND_REFERRALS = "mash.inbound.referrals.v1"
@@ -88,13 +89,122 @@ INBOUND_MAX_MESSAGE_BYTES = 1024 * 1024
 #: A dead letter carries the original value in base64 (4/3 of up to 1 MiB) plus headers.
 DEAD_LETTER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
-#: Topic configs that differ from the broker's defaults.
-TOPIC_CONFIGS: Mapping[str, Mapping[str, str]] = {
-    INBOUND_POLICE: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
-    INBOUND_REFERRALS: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
-    INBOUND_CASE_STATUS: {"max.message.bytes": str(INBOUND_MAX_MESSAGE_BYTES)},
-    DEAD_LETTER: {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
-}
+#: Largest event the product writes to any other topic (bounded by intake's own limit).
+EVENT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    """The configs of one class of topics, matched by contract name (``fnmatch`` globs,
+    without the deployment prefix). ``retention_days`` None: kept (compacted)."""
+
+    topic_class: str
+    patterns: tuple[str, ...]
+    retention_days: int | None
+    cleanup_policy: str
+    max_message_bytes: int
+    why: str
+
+    def configs(self) -> dict[str, str]:
+        """Topic configs of this class (``min.insync.replicas`` comes from the cluster's
+        settings: :func:`with_min_insync_replicas`)."""
+        retention = -1 if self.retention_days is None else self.retention_days * DAY_MS
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(retention),
+            "max.message.bytes": str(self.max_message_bytes),
+        }
+
+
+#: Retention and size of every product topic, by class; the first rule that matches a
+#: topic applies. ``mash topics --apply`` makes the broker agree; services create missing
+#: topics with the same configs. README "Retention" is generated from this table.
+TOPIC_RULES: tuple[TopicRule, ...] = (
+    TopicRule(
+        "inbound",
+        ("mash.inbound.*", "mash.practitioner-decisions.*", "mash.queue-updates.*"),
+        14,
+        "delete",
+        INBOUND_MAX_MESSAGE_BYTES,
+        "the only copy until intake has read it: replayable after an outage over a"
+        " bank-holiday weekend and its fix",
+    ),
+    TopicRule(
+        "internal events",
+        ("mash.contacts.*", "mash.decisions.*", "mash.routed.*", "mash.sla.breaches.*"),
+        7,
+        "delete",
+        EVENT_MAX_MESSAGE_BYTES,
+        "read within seconds by the next service; a week rides out its outage and leaves"
+        " time to replay; PostgreSQL holds the record",
+    ),
+    TopicRule(
+        "hub queues",
+        ("mash.queue.*.*.v*",),
+        7,
+        "delete",
+        EVENT_MAX_MESSAGE_BYTES,
+        "the hub's tools read them within the working day; queue_items holds the record",
+    ),
+    TopicRule(
+        "feedback",
+        ("mash.feedback.*",),
+        14,
+        "delete",
+        EVENT_MAX_MESSAGE_BYTES,
+        "agencies' systems may be down as long as ours; firewalled: references and outcomes only",
+    ),
+    TopicRule(
+        "school notices",
+        ("mash.notifications.schools.*",),
+        4,
+        "delete",
+        EVENT_MAX_MESSAGE_BYTES,
+        "carry a child's name and date of birth: kept only over a bank-holiday weekend"
+        " (Encompass is due before the next school day)",
+    ),
+    TopicRule(
+        "dead letters",
+        ("mash.deadletter.*",),
+        30,
+        "delete",
+        DEAD_LETTER_MAX_MESSAGE_BYTES,
+        "the original bytes, for staff to fix and redrive (mash deadletters reads the"
+        " topic); as long as MASH_DEAD_LETTER_RETENTION_DAYS",
+    ),
+    TopicRule(
+        "table changelogs",
+        ("mash-*-changelog",),
+        None,
+        "compact",
+        EVENT_MAX_MESSAGE_BYTES,
+        "Faust table state: the latest value per key, compacted, never expired",
+    ),
+)
+
+
+def topic_rule(name: str) -> TopicRule:
+    """The rule of contract topic ``name`` (no prefix); KeyError when none matches."""
+    for rule in TOPIC_RULES:
+        if any(fnmatchcase(name, pattern) for pattern in rule.patterns):
+            return rule
+    raise KeyError(f"no retention rule in TOPIC_RULES matches topic {name!r}")
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    """Topic configs of contract topic ``name`` (no prefix) from :data:`TOPIC_RULES`."""
+    return topic_rule(name).configs()
+
+
+def with_min_insync_replicas(configs: Mapping[str, str], min_insync: int) -> dict[str, str]:
+    """``configs`` plus the cluster's ``min.insync.replicas`` (a spec's own value wins)."""
+    return {"min.insync.replicas": str(min_insync), **configs}
+
+
+#: Topic configs of each catalogue topic (the hub queues: :func:`topic_configs`).
+TOPIC_CONFIGS: Mapping[str, Mapping[str, str]] = {t: topic_configs(t) for t in KEYED_TOPICS}
 
 
 def queue_topic(hub: str, queue: str) -> str:
@@ -134,5 +244,9 @@ class TopicNames:
     def all_specs(self, hubs: Iterable[str], partitions: int) -> list[TopicSpec]:
         """Every topic of the product, including each hub's three queues."""
         specs = [TopicSpec(self(t), partitions, TOPIC_CONFIGS.get(t, {})) for t in KEYED_TOPICS]
-        specs += [TopicSpec(self.queue(h, q), partitions) for h in hubs for q in QUEUE_NAMES]
+        specs += [
+            TopicSpec(self.queue(h, q), partitions, topic_configs(queue_topic(h, q)))
+            for h in hubs
+            for q in QUEUE_NAMES
+        ]
         return specs

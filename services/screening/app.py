@@ -40,6 +40,7 @@ from services.common.topics import (
     DECISIONS,
     PRACTITIONER_DECISIONS,
     TopicSpec,
+    topic_configs,
 )
 from services.screening import store
 from services.screening.engine import RuleSet, ScreeningHistory, evaluate, load_rule_set
@@ -64,11 +65,8 @@ def history_changelog_topic(settings: Settings) -> TopicSpec:
     """The history table's changelog topic, named as Faust names it:
     ``<app id>-<table>-changelog`` (app id ``mash-screening<group suffix>``); compacted,
     since only the latest history per household matters."""
-    return TopicSpec(
-        f"mash-{SERVICE}{settings.group_suffix}-{HISTORY_TABLE}-changelog",
-        settings.partitions,
-        {"cleanup.policy": "compact"},
-    )
+    name = f"mash-{SERVICE}{settings.group_suffix}-{HISTORY_TABLE}-changelog"
+    return TopicSpec(name, settings.partitions, topic_configs(name))
 
 
 class Screening:

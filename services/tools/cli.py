@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mash",
         description="Developer tooling for mash-router: replay, simulate, whatif, topics,"
-        " deadletters.",
+        " deadletters, purge.",
         epilog="Run 'mash <command> --help' for a command's options and examples. A file"
         " named - is stdin or stdout. Exit codes: 0 done, 1 failed, 2 asked wrongly,"
         " 130 interrupted, 141 stdout closed by its reader.",
@@ -368,20 +368,17 @@ def build_parser() -> argparse.ArgumentParser:
     topics.set_defaults(handler=_topics)
 
     # mash deadletters: its options and handlers live in services/tools/deadletters.py,
-    # which borrows this module's conventions (common options, settings, signals).
+    # which borrows this module's conventions (common options, settings, signals); so do
+    # mash topics --apply (topic_configs.py), mash purge (retention.py) and mash db
+    # (database.py).
+    from services.tools import database, retention, topic_configs
     from services.tools.deadletters import CliHooks, register
 
-    register(
-        commands,
-        CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
-    )
-    # mash db (migrate, roles): services/tools/database.py, on the same hooks.
-    from services.tools.database import register as register_db
-
-    register_db(
-        commands,
-        CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER),
-    )
+    hooks = CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER)
+    register(commands, hooks)
+    topic_configs.register(topics, hooks, listing=_topics)
+    retention.register(commands, hooks)
+    database.register(commands, hooks)  # mash db (migrate, roles)
     return parser
 
 

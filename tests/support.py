@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from deploy.local import stack as local_stack
 from deploy.local.pipeline import ServiceProcesses, database_role_env
+from deploy.local.postgres_access import role_database_url
 from services.common import database_roles
 from services.common.kafka import ensure_topics
 from services.common.lag import stop_consumer
@@ -72,6 +73,8 @@ class SecureStack:
     ca_file: Path
     credentials_dir: Path
     controller: str
+    mtls_bootstrap: str
+    """The mutual-TLS client listener (a client certificate of the local CA logs in)."""
 
     def password(self, principal: str) -> str:
         """The generated password of ``principal``."""
@@ -120,6 +123,7 @@ def secure_stack_up() -> SecureStack:
         ca_file=Path(summary["ca_file"]),
         credentials_dir=Path(summary["credentials_dir"]),
         controller=summary["controller"],
+        mtls_bootstrap=summary["mtls_bootstrap_servers"],
     )
 
 
@@ -228,6 +232,14 @@ class Isolated:
         if cfg.external_database is not None or not self.dsn.startswith(cfg.database_url + "_"):
             return {}
         return database_role_env(cfg, database_name(self.dsn))
+
+    def role_dsn(self, role: str) -> str:
+        """The DSN of database role ``role``'s login user on this world's database (verified
+        TLS); the world's own (superuser) DSN when the database is not the local stack's."""
+        cfg = local_stack_config()
+        if cfg.external_database is not None or not self.dsn.startswith(cfg.database_url + "_"):
+            return self.dsn
+        return role_database_url(cfg, role, database_name(self.dsn))
 
     async def create_topics(self, partitions: int = 4) -> None:
         """Create every product topic of this world."""

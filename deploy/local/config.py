@@ -25,6 +25,7 @@ DEFAULT_KAFKA_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 DEFAULT_SECURE_KAFKA_PORT = 19094
 DEFAULT_SECURE_CONTROLLER_PORT = 19095
+DEFAULT_SECURE_MTLS_PORT = 19096
 DEFAULT_PG_PORT = 54329
 HOST = "127.0.0.1"
 
@@ -62,6 +63,8 @@ class Config:
     external_database: str | None
     secure_kafka_port: int = DEFAULT_SECURE_KAFKA_PORT
     secure_controller_port: int = DEFAULT_SECURE_CONTROLLER_PORT
+    #: The secured broker's mutual-TLS client listener (the principal is the certificate's CN).
+    secure_mtls_port: int = DEFAULT_SECURE_MTLS_PORT
     #: True for the secured broker's view (:meth:`secured`): its own run dir and ports.
     secure: bool = False
 
@@ -96,6 +99,7 @@ class Config:
         secure_controller = _env_port(
             environ, "MASH_SECURE_KAFKA_CONTROLLER_PORT", DEFAULT_SECURE_CONTROLLER_PORT
         )
+        secure_mtls = _env_port(environ, "MASH_SECURE_KAFKA_MTLS_PORT", DEFAULT_SECURE_MTLS_PORT)
         return cls(
             cache_dir,
             run_dir,
@@ -106,6 +110,7 @@ class Config:
             ext_db,
             secure_port,
             secure_controller,
+            secure_mtls,
         )
 
     def secured(self) -> Config:
@@ -114,12 +119,12 @@ class Config:
         if self.secure:
             return self
         ports = [self.kafka_port, self.controller_port, self.pg_port]
-        if {self.secure_kafka_port, self.secure_controller_port} & set(ports) or (
-            self.secure_kafka_port == self.secure_controller_port
-        ):
+        secure = [self.secure_kafka_port, self.secure_controller_port, self.secure_mtls_port]
+        if set(secure) & set(ports) or len(set(secure)) < len(secure):
             raise StackError(
-                "MASH_SECURE_KAFKA_PORT and MASH_SECURE_KAFKA_CONTROLLER_PORT must differ "
-                f"from each other and from the plaintext stack's ports {ports}"
+                "MASH_SECURE_KAFKA_PORT, MASH_SECURE_KAFKA_CONTROLLER_PORT and "
+                "MASH_SECURE_KAFKA_MTLS_PORT must differ from each other and from the "
+                f"plaintext stack's ports {ports}"
             )
         return replace(
             self,

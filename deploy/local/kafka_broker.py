@@ -280,6 +280,10 @@ def kafka_start(cfg: Config, kind: BrokerKind) -> KafkaLaunch:
     require_free_port(
         cfg.controller_port, "Kafka controller", port_env.replace("_PORT", "_CONTROLLER_PORT")
     )
+    if cfg.secure:
+        require_free_port(
+            cfg.secure_mtls_port, "Kafka mTLS listener", "MASH_SECURE_KAFKA_MTLS_PORT"
+        )
     for folder in (cfg.kafka_dir, cfg.kafka_data, cfg.kafka_logs):
         folder.mkdir(parents=True, exist_ok=True)
     if cfg.secure:  # it holds the keystore password and the broker's own SCRAM password

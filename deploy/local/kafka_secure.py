@@ -1,12 +1,14 @@
 """The secured broker (``stack.py up|status|down|env --secure``): a second broker from the
 same jars, beside the plaintext one, in ``<run dir>/secure``, on its own ports (19094,
-controller 19095).
+mTLS 19096, controller 19095).
 
 * a SASL_SSL listener: TLS with a local CA and broker certificate (``kafka_tls``), and
   SCRAM-SHA-512 users created when the storage is formatted, one per principal of
   ``deploy/security/principals.yaml`` plus the ``admin`` and ``broker`` super users
   (``scram_users``); users the file gains later are added to the running broker;
 * KRaft's ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``;
+* a mutual-TLS client listener (19096): a client certificate of the local CA is the login,
+  its CN the principal (``kafka_tls.make_client_certificate`` makes one);
 * a controller listener that takes only TLS clients holding a certificate of the local CA
   (the broker itself).
 
@@ -73,8 +75,9 @@ def _jaas(username: str, password: str) -> str:
 
 def secure_server_properties(cfg: Config) -> str:
     """server.properties of the secured broker: SASL_SSL for clients (and inter-broker, as
-    ``broker``), TLS with client certificates required on the controller listener, and the
-    StandardAuthorizer denying whatever no ACL allows."""
+    ``broker``), mutual TLS for clients on a second listener, TLS with client certificates
+    required on the controller listener, and the StandardAuthorizer denying whatever no ACL
+    allows."""
     store_password = (cfg.tls_dir / "store.password").read_text().strip()
     tls = cfg.tls_dir
     lines = [
@@ -82,11 +85,13 @@ def secure_server_properties(cfg: Config) -> str:
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@{HOST}:{cfg.controller_port}",
-        f"listeners=SASL_SSL://{HOST}:{cfg.kafka_port},CONTROLLER://{HOST}:{cfg.controller_port}",
-        f"advertised.listeners=SASL_SSL://{HOST}:{cfg.kafka_port}",
+        f"listeners=SASL_SSL://{HOST}:{cfg.kafka_port},MTLS://{HOST}:{cfg.secure_mtls_port},"
+        f"CONTROLLER://{HOST}:{cfg.controller_port}",
+        f"advertised.listeners=SASL_SSL://{HOST}:{cfg.kafka_port},"
+        f"MTLS://{HOST}:{cfg.secure_mtls_port}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=SASL_SSL",
-        "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
         f"log.dirs={cfg.kafka_data}",
         # Clients: SCRAM-SHA-512 over TLS. The broker logs in to itself as `broker`.
         f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
@@ -107,6 +112,9 @@ def secure_server_properties(cfg: Config) -> str:
         # A PLAINTEXT controller listener would authorise every local process as
         # User:ANONYMOUS, which would then have to be a super user.
         "listener.name.controller.ssl.client.auth=required",
+        # Mutual TLS for clients (security protocol SSL): a certificate of the local CA,
+        # valid today, is the login; CN=intake is User:intake, under the same ACLs.
+        "listener.name.mtls.ssl.client.auth=required",
         "ssl.principal.mapping.rules=RULE:^CN=([a-z0-9-]+)$/$1/,DEFAULT",
         # Authorisation: ACLs only (deploy/security/principals.yaml), deny by default.
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -157,6 +165,7 @@ def ensure_secure_material(cfg: Config) -> None:
         "password_file": str(cfg.password_file("{principal}")),
         "super_users": list(SUPER_USERS),
         "controller": f"{HOST}:{cfg.controller_port}",
+        "mtls_bootstrap_servers": f"{HOST}:{cfg.secure_mtls_port}",
         "principals_file": str(PRINCIPALS_FILE),
     }
     cfg.connection_file.write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """TLS material of the secured broker, made with Java's ``keytool`` (it comes with the
-Java runtime the broker needs anyway: no openssl, no Python crypto package): a local CA
-(``ca.p12``, and ``ca.pem``, which clients trust), the broker's key and certificate
+Java runtime the broker needs anyway; openssl only writes a client's key as PEM): a local
+CA (``ca.p12``, and ``ca.pem``, which clients trust), the broker's key and certificate
 (``CN=broker``, for 127.0.0.1 and localhost, signed by the CA) in ``broker.p12``, and
 ``truststore.p12`` holding the CA, all protected by one generated store password.
 
@@ -136,6 +136,82 @@ def make_broker_keystores(tool: str, directory: Path, password: str) -> None:
     )
     csr.unlink(missing_ok=True)
     signed.unlink(missing_ok=True)
+
+
+def make_client_certificate(
+    cfg: Config,
+    principal: str,
+    directory: Path,
+    *,
+    ca_dir: Path | None = None,
+    start: str | None = None,
+    validity_days: int = CERT_VALIDITY_DAYS,
+) -> tuple[Path, Path]:
+    """A client certificate ``CN=<principal>`` for the mutual-TLS listener, signed by the
+    local CA (or the CA in ``ca_dir``, made by :func:`make_ca` with the local store
+    password): ``(<principal>.crt, <principal>.key)`` in ``directory``, PEM, the key
+    unencrypted (mode 0600). ``start`` is keytool's ``-startdate`` (e.g. ``-10d``: with a
+    short validity, a certificate that has already expired). keytool cannot write a PEM
+    key, so ``openssl`` converts it."""
+    tool = keytool_path()
+    password = (cfg.tls_dir / "store.password").read_text().strip()
+    ca_store = (ca_dir or cfg.tls_dir) / "ca.p12"
+    store = directory / f"{principal}.p12"
+    csr, cert, key = (directory / f"{principal}.{ext}" for ext in ("csr", "crt", "key"))
+    common = ["-storetype", "PKCS12", "-storepass", password]
+    _keytool(
+        tool,
+        "-genkeypair",
+        "-keystore",
+        str(store),
+        *common,
+        "-alias",
+        principal,
+        "-dname",
+        f"CN={principal}",
+        "-keyalg",
+        "EC",
+        "-groupname",
+        "secp256r1",
+    )
+    _keytool(
+        tool, "-certreq", "-keystore", str(store), *common, "-alias", principal, "-file", str(csr)
+    )
+    dates = ["-startdate", start] if start else []
+    _keytool(
+        tool,
+        "-gencert",
+        "-keystore",
+        str(ca_store),
+        *common,
+        "-alias",
+        "ca",
+        "-infile",
+        str(csr),
+        "-outfile",
+        str(cert),
+        "-rfc",
+        *dates,
+        "-validity",
+        str(validity_days),
+        "-ext",
+        "ku:c=digitalSignature",
+        "-ext",
+        "eku=clientAuth",
+    )
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StackError("openssl not found (apt-get install openssl)")
+    to_pem = ["pkcs12", "-in", str(store), "-nocerts", "-nodes", "-passin", "stdin"]
+    run(
+        [openssl, *to_pem, "-out", str(key)],
+        stdin_text=password + "\n",
+        timeout=60,
+    )
+    key.chmod(0o600)
+    csr.unlink(missing_ok=True)
+    store.unlink(missing_ok=True)
+    return cert, key
 
 
 def ensure_tls(cfg: Config) -> None:

@@ -33,7 +33,7 @@ SCHEMA = "public"
 #: Who may own a table: a service, the bookkeeping every service writes, or the migrations.
 SERVICES = ("intake", "screening", "routing", "notifications")
 Owner = Literal["intake", "screening", "routing", "notifications", "shared", "migrations"]
-RoleService = Literal["intake", "screening", "routing", "notifications", "cli"]
+RoleService = Literal["intake", "screening", "routing", "notifications", "cli", "retention"]
 TablePrivilege = Literal["select", "insert", "update", "delete"]
 RoleName = Annotated[str, StringConstraints(pattern=r"^mash_[a-z][a-z0-9_]*$", max_length=63)]
 ObjectName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
@@ -91,7 +91,12 @@ class RolesFile(BaseModel):
                 raise ValueError(f"{role.role}: {table} is not in tables")
             if owner == "migrations" and set(privileges) != {"select"}:
                 raise ValueError(f"{role.role}: {table} belongs to the migrations: select only")
-            if owner not in (role.service, "shared", "migrations"):
+            if role.service == "retention" and owner != "migrations":
+                # The purge job (mash purge) removes what has outlived its retention from
+                # any service's tables; it may read, blank and delete, never add.
+                if "insert" in privileges and table != "audit_log":
+                    raise ValueError(f"{role.role}: the purge job inserts nothing but audit")
+            elif owner not in (role.service, "shared", "migrations"):
                 raise ValueError(
                     f"{role.role}: {table} is {owner}'s; another service's table goes under"
                     " reads (select only), with why"

@@ -30,12 +30,16 @@ A second run finds nothing left to do. Each run (not ``--dry-run``) writes one
 ``audit_log`` row (service ``mash-cli``, entity ``retention``, action ``purged``) with the
 counts and cut-offs, never a value.
 
+It connects as the retention job's own database role, ``mash_retention``
+(``services/common/database_roles.yaml``: it may read, blank and delete expired rows and
+write its audit row, nothing else), not as a service.
+
 Scheduling: once a day is plenty. With cron, on a host that has the ``mash`` command and
-``DATABASE_URL``::
+``DATABASE_URL`` (a login of ``mash_retention``)::
 
     17 2 * * *  mash purge >> /var/log/mash-purge.log 2>&1
 
-On Kubernetes, a CronJob running the services' image with the same ``DATABASE_URL``
+On Kubernetes, a CronJob running the services' image with that role's ``DATABASE_URL``
 secret: ``schedule: "17 2 * * *"``, ``concurrencyPolicy: Forbid`` (overlapping runs are
 safe, only wasteful), command ``["python", "-m", "services.tools", "purge"]``. A non-zero
 exit (database unreachable) fails the Job, which the cluster's alerting on failed Jobs

@@ -150,3 +150,20 @@ async def test_a_notification_goes_end_to_end_with_every_service_under_its_own_p
         await wait_until(item_on_queue, timeout=60, what="the s47 item on the hub's queue")
     finally:
         await stop_consumer(hub)
+
+
+async def test_no_service_logs_a_kafka_password(
+    secure_stack: SecureStack, pipeline: tuple[ServiceProcesses, str]
+) -> None:
+    # After the end-to-end run above: each service logged its start (with its security
+    # protocol and mechanism), and no line holds any principal's password.
+    services, _ = pipeline
+    passwords = {p: secure_stack.password(p) for p in (*SERVICES, "admin")}
+    for service in SERVICES:
+        logs = "".join(
+            log.read_text(errors="replace") for log in services.log_dir.glob(f"{service}*.log")
+        )
+        assert "service_starting" in logs, service
+        assert "SASL_SSL" in logs, service
+        for principal, password in passwords.items():
+            assert password not in logs, f"{principal}'s password in {service}'s log"

@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 READERS_FILES = {
     "draft-rules.yaml": RULESETS_DIR / "default-v3.yaml",
     "my-mix.yaml": DEFAULT_CALIBRATION,
+    "README.md": REPO / "README.md",  # mash db roles --readme rewrites the reader's copy
 }
 PREFIX = re.compile(r"(MASH_TOPIC_PREFIX=|--(?:source-|target-)?prefix[ =])(\S*)")
 GROUP_SUFFIX = re.compile(r"MASH_GROUP_SUFFIX=\S*")

@@ -1,7 +1,8 @@
 """``mash purge`` against the real PostgreSQL: raw payloads, dead-letter contents and
 published outbox contents past their retention go, younger ones and unpublished rows stay,
 a dry run changes nothing, a second run purges nothing, two runs at once share the work,
-and each run leaves one audit row."""
+and each run leaves one audit row. The purge runs as the retention job's own database role
+(``mash_retention``), which may do exactly that."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.common.db import apply_migrations
 from services.common.settings import load_settings
 from services.tools.retention import AUDIT_ENTITY, purge
 from tests.support import REPO, Isolated, Stack, fetch, fetchval, fresh_database, run_mash
@@ -126,7 +126,6 @@ async def seeded(stack: Stack) -> Seeded:
     dsn = await fresh_database(stack)
     conn = await asyncpg.connect(dsn)
     try:
-        await apply_migrations(conn)
         await seed(conn)
     finally:
         await conn.close()
@@ -137,7 +136,7 @@ async def seeded(stack: Stack) -> Seeded:
 def purge_env(seeded: Seeded) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": seeded.dsn,
+        "DATABASE_URL": seeded.world.role_dsn("mash_retention"),
         "MASH_PURGE_BATCH_SIZE": str(BATCH),
         "PYTHONPATH": str(REPO),
     }
@@ -207,8 +206,9 @@ async def test_purge_removes_expired_contents_only_and_a_second_run_removes_noth
 async def test_runs_at_once_share_the_rows_without_waiting_or_double_counting(
     seeded: Seeded,
 ) -> None:
-    settings = load_settings(database_url=seeded.dsn, purge_batch_size=1)
-    conns = [await asyncpg.connect(seeded.dsn) for _ in range(3)]
+    retention = seeded.world.role_dsn("mash_retention")
+    settings = load_settings(database_url=retention, purge_batch_size=1)
+    conns = [await asyncpg.connect(retention) for _ in range(3)]
     try:
         runs = await asyncio.gather(*(purge(c, settings, dry_run=False) for c in conns))
     finally:

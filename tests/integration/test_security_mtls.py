@@ -81,13 +81,14 @@ def options(secured: SecureStack, certificate: Certificate | None) -> dict[str, 
     client certificate (none: TLS without one)."""
     fields: dict[str, Any] = {
         "KAFKA_BOOTSTRAP_SERVERS": secured.mtls_bootstrap,
-        "MASH_KAFKA_SECURITY_PROTOCOL": "SSL",
-        "MASH_KAFKA_SSL_CA_FILE": str(secured.ca_file),
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_ca_file": str(secured.ca_file),
     }
     if certificate is not None:
-        fields["MASH_KAFKA_SSL_CERT_FILE"] = str(certificate.cert)
-        fields["MASH_KAFKA_SSL_KEY_FILE"] = str(certificate.key)
+        fields["kafka_ssl_cert_file"] = str(certificate.cert)
+        fields["kafka_ssl_key_file"] = str(certificate.key)
     settings = load_settings(**fields)
+    assert settings.kafka_security_protocol == "SSL"
     return {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": "test-mtls",

@@ -38,7 +38,7 @@ def write(tmp_path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def test_the_shipped_file_loads_with_a_role_per_service_and_the_cli() -> None:
+def test_the_shipped_file_loads_with_a_role_per_service_the_cli_and_the_purge_job() -> None:
     doc = load_roles()
     assert doc.migrator == "mash_migrator"
     assert doc.group_roles == [
@@ -47,6 +47,7 @@ def test_the_shipped_file_loads_with_a_role_per_service_and_the_cli() -> None:
         "mash_routing",
         "mash_notifications",
         "mash_cli",
+        "mash_retention",
     ]
     # The known cross-service reads are explicit, with their reasons.
     assert set(doc.get("mash_intake").reads) == {"queue_items"}
@@ -124,3 +125,10 @@ def test_coverage_names_both_directions() -> None:
 def test_the_readme_table_is_the_files() -> None:
     readme = (REPO / "README.md").read_text()
     assert readme_block(load_roles()) in readme, "run: mash db roles --readme README.md"
+
+
+def test_the_purge_job_may_delete_and_blank_but_never_add_rows() -> None:
+    purge = load_roles().get("mash_retention")
+    assert purge.tables["raw_payloads"] == ("select", "update", "delete")
+    assert purge.tables["outbox"] == ("select", "update")
+    assert [t for t, p in purge.tables.items() if "insert" in p] == ["audit_log"]

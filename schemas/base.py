@@ -264,7 +264,7 @@ Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{4,28}[0-9]
 """A telephone number: digits with optional leading '+', spaces, brackets and hyphens."""
 
 
-# --- Census and routing code lists (DfE Children in Need census; DOMAIN.md) -------------
+# --- Census and routing code lists (DfE Children in Need census; docs/domain.md) --------
 
 ReferralSource = Literal[
     "1A", "1B", "1C", "1D", "2A", "2B", "3A", "3B", "3C", "3D", "3E", "3F",

@@ -252,7 +252,7 @@ def _header_map(headers: Headers) -> dict[str, bytes | None]:
 
     A repeated envelope header is ambiguous (which ``ce_id`` is the idempotency key?),
     like a duplicate JSON key, and is refused rather than resolved. The reason is
-    ``schema_violation``, not ``missing_header``: CONTRACT.md's ``missing_header`` tells
+    ``schema_violation``, not ``missing_header``: docs/contract.md's ``missing_header`` tells
     the producer an envelope attribute is absent, while here every attribute is present
     and the envelope itself is malformed. Error path: the (lower-case) header name.
     """

@@ -1,4 +1,4 @@
-"""Internal and outbound events: what mash-router's services publish (CONTRACT.md).
+"""Internal and outbound events: what mash-router's services publish (docs/contract.md).
 
 These are produced by our own services, so their job is mostly to keep producers honest
 (unknown fields are still rejected) and to give consumers a schema. The intake firewall
@@ -84,7 +84,7 @@ class DeadLetterReason(StrEnum):
     MISSING_HEADER = "missing_header"
     TOO_LARGE = "too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
-    # Well-formed events that cannot be applied (beyond CONTRACT.md's envelope reasons):
+    # Well-formed events that cannot be applied (beyond docs/contract.md's envelope reasons):
     UNKNOWN_REFERENCE = "unknown_reference"
     """The event names a contact or queue item this hub does not hold."""
     INVALID_TRANSITION = "invalid_transition"
@@ -132,7 +132,7 @@ class ContactChild(ContractModel):
     """The child's own indicators, when the sender gave them (else the contact's apply)."""
     match_basis: ChildMatchBasis | None = None
     """How the child was matched: its own id's basis, or ``probable`` when its history was
-    linked by a probable match (DOMAIN "Identity and history") for a practitioner to
+    linked by a probable match (docs/domain.md "Identity and history") for a practitioner to
     confirm. None on contacts recorded before it was carried."""
     matched_subject_ids: list[Identifier] = Field(default_factory=list)
     """Subjects probably the same child (same names and birth date, another postcode)."""
@@ -195,7 +195,7 @@ class RuleHit(ContractModel):
 
 
 class DecisionSubject(ContractModel):
-    """A child the decision is about, with the child's own screening (DOMAIN "Per child").
+    """A child the decision is about, with the child's own screening (docs/domain.md "Per child").
 
     Rules decisions give each child its own level, outcome, RAG, target agency and rules
     (the decision's own are the contact's: the highest). A practitioner's decision and
@@ -294,7 +294,7 @@ class QueueItem(ContractModel):
     """The item's s47 routing is held until police and children's social care confirm it:
     its ``screening_decision`` clock runs meanwhile, and only ``acknowledged`` is allowed."""
     joins_strategy_discussion_of: Identifier | None = None
-    """R3-SIBLING (DOMAIN "Per child"): the s47 item on which the same decision put the
+    """R3-SIBLING (docs/domain.md "Per child"): the s47 item on which the same decision put the
     level-4 child whose strategy discussion this sibling joins. When that discussion is
     recorded as held, this item takes its ``strategy_outcome`` (its own status and clocks
     stay: moving the sibling to s47 is a practitioner's decision)."""

@@ -1,4 +1,4 @@
-"""Inbound payloads: exactly what upstream systems publish (CONTRACT.md, "Inbound topics").
+"""Inbound payloads: exactly what upstream systems publish (docs/contract.md, "Inbound topics").
 
 Cross-field rules are enforced twice: by ``model_validator``s at run time, and as
 ``if``/``then`` clauses in the exported JSON Schema (``json_schema_extra``) so that
@@ -450,7 +450,7 @@ class QueueUpdate(ContractModel):
 
 class CaseChild(ContractModel):
     """A child as the council's case management system knows them: the identifiers intake
-    matches a child on (DOMAIN "Identity and history"), nothing more.
+    matches a child on (docs/domain.md "Identity and history"), nothing more.
 
     Exactly one of ``date_of_birth`` and ``expected_date_of_birth`` (an unborn child, e.g.
     a pre-birth child protection plan). A born child must have ``given_name`` and

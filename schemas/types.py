@@ -28,7 +28,7 @@ __all__ = ["CE_TYPES", "MODELS", "ce_type_of", "model_of"]
 
 CE_TYPES: Mapping[type[ContractModel], str] = MappingProxyType(
     {
-        # Inbound (CONTRACT.md, "Inbound topics").
+        # Inbound (docs/contract.md, "Inbound topics").
         PoliceNotification: "uk.gov.mash.police-notification.v1",
         Referral: "uk.gov.mash.referral.v1",
         PractitionerDecision: "uk.gov.mash.practitioner-decision.v1",

@@ -1,6 +1,6 @@
 """Working days, clock hours and school days for statutory clocks (England).
 
-Conventions (DOMAIN.md, Deadlines):
+Conventions (docs/domain.md, Deadlines):
 
 * A **working day** is Monday to Friday, less England bank holidays. Bank holidays come from
   the ``holidays`` package (``GB``/``ENG``), never from a hand-typed list, so substitute

@@ -1,7 +1,7 @@
 """The one Kafka app factory, topic creation, and the message shape agents work with.
 
 Faust is configured for at-least-once delivery with effects made idempotent elsewhere
-(NOTES-kafka-faust.md: exactly_once has open duplicate bugs). Values are consumed as raw
+(docs/kafka-faust-notes.md: exactly_once has open duplicate bugs). Values are consumed as raw
 bytes: Faust acks and skips what it cannot decode, so decoding and dead-lettering are
 explicit in :mod:`services.common.pipeline`.
 """

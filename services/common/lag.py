@@ -4,7 +4,7 @@ the broker and the database answer — measured inside the service's event loop.
 Lag is ``highwater - committed`` with both ends asked of the broker each round: the end
 offsets through a group-less consumer, the group's committed offsets through the admin
 client. Faust's own view (the fetcher's highwater) stops moving exactly when a partition is
-paused or the consumer stalls (NOTES-kafka-faust.md), so it would hide the lag it should
+paused or the consumer stalls (docs/kafka-faust-notes.md), so it would hide the lag it should
 show. Which partitions to measure is Faust's current assignment, so each worker of a
 consumer group reports only its own partitions and a sum over workers counts each once.
 These series serve the worker's own /readyz and vanish with it; the lag exporter

@@ -1,4 +1,4 @@
-"""One prometheus-client registry per service, with the metrics of DESIGN.md.
+"""One prometheus-client registry per service, with the metrics of docs/design.md.
 
 Labels never carry ids or names: only bounded sets (topic, reason, outcome, hub...).
 """

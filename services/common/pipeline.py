@@ -561,7 +561,7 @@ def consume_topic(
     """Register the agent that feeds contract topic ``topic`` through :func:`consume`, a
     batch (``batch_max_events``, or what came within ``batch_linger_seconds``) at a time.
 
-    One agent per topic, concurrency 1 (NOTES-kafka-faust.md: more can commit past an
+    One agent per topic, concurrency 1 (docs/kafka-faust-notes.md: more can commit past an
     in-flight message). ``before`` runs on each batch first (screening's history).
     """
     app = runtime.app

@@ -1,6 +1,6 @@
 """Every topic the product uses: names, partition counts and configs in one place.
 
-Names follow CONTRACT.md. A prefix (``MASH_TOPIC_PREFIX``) isolates test runs without
+Names follow docs/contract.md. A prefix (``MASH_TOPIC_PREFIX``) isolates test runs without
 changing any other code.
 """
 

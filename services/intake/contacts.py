@@ -35,7 +35,7 @@ LONDON = ZoneInfo("Europe/London")
 #: Census referral source of a police notification.
 POLICE_REFERRAL_SOURCE = "6"
 
-#: Re-referral window (DOMAIN.md: a referral within 12 months of a previous one).
+#: Re-referral window (docs/domain.md: a referral within 12 months of a previous one).
 RE_REFERRAL_WINDOW = timedelta(days=365)
 #: At most this many of a probable match's contacts are named on the contact (the most
 #: recent): enough for a practitioner to check the match, bounded for the event's size.
@@ -47,7 +47,7 @@ class ChildHistory:
     """What the system of record links to one child beyond its own subject id."""
 
     matched_subject_ids: Sequence[str] = ()
-    """Subjects probably the same child (DOMAIN "Identity and history")."""
+    """Subjects probably the same child (docs/domain.md "Identity and history")."""
     matched_contact_ids: Sequence[str] = ()
     """The most recent recorded contacts about those subjects."""
     council_cases: Sequence[str] = ()
@@ -420,7 +420,7 @@ class KnownContacts:
 
     def probable_matches(self, child: IdentifiedChild, hub: str) -> list[Sighting]:
         """The recorded contacts, latest first, about other subjects with the child's person
-        key in the same hub: a child who moved (DOMAIN "Identity and history"). Two
+        key in the same hub: a child who moved (docs/domain.md "Identity and history"). Two
         different NHS numbers are two children, whatever their names."""
         if child.person_key is None:
             return []

@@ -1,7 +1,7 @@
 """The council's cases — pure, no I/O: what intake records of each case status the
 council's case management system publishes (``mash.inbound.case-status.v1``).
 
-Open cases come from two places (DOMAIN "Identity and history"): the hub's own queue
+Open cases come from two places (docs/domain.md "Identity and history"): the hub's own queue
 items, and the council's case system. A **council case** is one (case system, the system's
 own child id, case type); intake keeps one row per case holding its latest status:
 

@@ -9,7 +9,7 @@ Matching rules (a hub can read them here):
    different postcode) do not match.
 3. Without a postcode (no fixed abode) there is no demographic match: the child gets a
    subject id of its own from the sender's system and ``child_ref``.
-4. A **probable match** (DOMAIN "Identity and history") is another subject with the same
+4. A **probable match** (docs/domain.md "Identity and history") is another subject with the same
    :func:`person_key` — normalised given and family name and date of birth, no postcode —
    in the same hub: a family that moved. It links the child's history and is flagged
    (``match_basis: probable``) for a practitioner to confirm; it never merges subject ids.

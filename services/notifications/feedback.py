@@ -4,7 +4,7 @@ Every feedback event is made by :func:`services.notifications.firewall.disclose`
 the audience's allow-listed fields can leave (see ``firewall.py``). The outcome wording is
 data (``outcome-text.yaml``) that practitioners own.
 
-When feedback is given (DOMAIN.md, "Feedback"):
+When feedback is given (docs/domain.md, "Feedback"):
 
 * **acknowledgement** — once, when the contact is recorded (``mash.contacts.v1``), or
   just before the outcome if the routing is read before the contact;
@@ -48,7 +48,7 @@ from services.notifications.firewall import Disclosure, disclose
 
 FeedbackAudience = Literal["professional", "public", "police_force"]
 
-#: Census referral sources of members of the public (DOMAIN.md feedback rules).
+#: Census referral sources of members of the public (docs/domain.md feedback rules).
 PUBLIC_SOURCES = frozenset({"1A", "1B", "1C", "1D", "9"})
 
 #: The wording practitioners own.

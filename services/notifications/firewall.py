@@ -1,6 +1,6 @@
 """The MASH firewall: the one declared list of fields that may leave the hub — pure, no I/O.
 
-What partners share inside the hub stays inside the hub (DOMAIN.md, "The firewall"). This
+What partners share inside the hub stays inside the hub (docs/domain.md, "The firewall"). This
 module is the only place that says what may go out, and it says it as an **allow-list**
 per audience. Every outbound event (feedback to a referrer, an Operation Encompass notice
 to a school, and so every webhook body, which is built from a feedback event) is made by

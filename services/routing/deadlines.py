@@ -1,4 +1,4 @@
-"""Statutory clocks for routed contacts (DOMAIN.md, Deadlines), as data.
+"""Statutory clocks for routed contacts (docs/domain.md, Deadlines), as data.
 
 ``deadlines.yaml`` beside this module is the table practitioners read and change: each
 clock's start event and duration (with overrides by RAG rating and by single-agency
@@ -22,7 +22,7 @@ What meets a clock besides the statuses of ``met_by`` (and closing, which meets 
   :data:`RELEASED`) or an override moves the item.
 
 A no-further-action contact gets the automatic acknowledgement and its outcome like any
-other, but no clock here: it has no queue item (DOMAIN "Threshold levels": level 1 has no
+other, but no clock here: it has no queue item (docs/domain.md "Threshold levels": level 1 has no
 queue), so there is no hub work to hold a clock on, and a breach event names a queue item
 and its queue. Its acknowledgement is the same automatic one whose only way of being late
 is notifications being down or behind, which the consumer-lag and readiness alerts show

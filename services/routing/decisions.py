@@ -37,7 +37,7 @@ where one by one read it for each decision — with a clock that does not move b
 two reads (every test's file clock) the results are identical; and when several applied
 decisions supersede one, the audit names the first recorded (one by one named any).
 
-Held s47 decisions (the hub's confirmation gate, DOMAIN.md "Domestic-abuse joint
+Held s47 decisions (the hub's confirmation gate, docs/domain.md "Domestic-abuse joint
 screening"): a decision marked ``awaiting_practitioners`` is placed as any other (its items
 opened, an open case escalated) but its items are marked awaiting practitioners and run
 the screening decision clock; routing records it ``held`` and announces no routing (the

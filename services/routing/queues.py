@@ -1,6 +1,6 @@
 """Where a decision puts each child — pure, no I/O, no clock reads.
 
-DOMAIN.md, "Threshold levels", "Per child" and "Open cases": each child of an effective
+docs/domain.md, "Threshold levels", "Per child" and "Open cases": each child of an effective
 decision gets one queue item on its hub's queue for the child's own outcome (none for no
 further action): a rules decision screens each child (``Decision.subjects``), a
 practitioner's decision applies to every child. A child
@@ -10,13 +10,13 @@ later decision about the same contact (a practitioner override) moves the child'
 the old one is closed, the new one opened, and both stay on record; a decision that
 leaves the placement as it was keeps the item (and its running clocks).
 
-DOMAIN.md, "Per child": a sibling of a level-4 child in the same contact (rule
+docs/domain.md, "Per child": a sibling of a level-4 child in the same contact (rule
 ``R3-SIBLING``, below level 4 itself) joins that child's strategy discussion: its item names
 the s47 item on which the same decision puts the level-4 child (the first one, in the
 decision's order, when several children are at level 4) — wherever the sibling's own item
 goes (its own queue, or an open case it updates).
 
-DOMAIN.md, "Identity and history": a child with an open early-help case and a level-3
+docs/domain.md, "Identity and history": a child with an open early-help case and a level-3
 concern steps up to assessment (``DecisionSubject.step_up``): a new initial-assessment item
 with the assessment's own clocks, in the decision's hub, marked ``step_up`` — not an update
 of the early-help case, whether the council holds that case or routing does (an open
@@ -24,7 +24,7 @@ single-agency item stays open: it is the other agency's to close). Only where ro
 already holds the child's case on an assessment queue (initial assessment or s47) is the
 contact an update of that case, as any other: the child is past early help already.
 
-DOMAIN.md, "Domestic-abuse joint screening": an automated s47 decision held by the hub's
+docs/domain.md, "Domestic-abuse joint screening": an automated s47 decision held by the hub's
 confirmation gate (``Decision.awaiting_practitioners``) is placed exactly as it would be
 without the gate — so the hold is on the hub's queue, never invisible — but its items are
 marked awaiting practitioners and also run the screening decision clock. When police and
@@ -45,7 +45,7 @@ from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.routing.deadlines import DeadlineConfig, deadlines_for
 
-#: DOMAIN.md: level/outcome -> queue; no further action has no queue.
+#: docs/domain.md: level/outcome -> queue; no further action has no queue.
 QUEUE_FOR_OUTCOME: dict[str, str | None] = {
     "no_further_action": None,
     "single_agency": "single-agency",
@@ -56,7 +56,7 @@ QUEUE_FOR_OUTCOME: dict[str, str | None] = {
 #: When a child has several open items, the case is held by the most serious queue.
 QUEUE_SEVERITY: dict[str, int] = {"s47": 3, "initial-assessment": 2, "single-agency": 1}
 
-#: The rule that lifts a sibling of a level-4 child (DOMAIN.md "Per child").
+#: The rule that lifts a sibling of a level-4 child (docs/domain.md "Per child").
 SIBLING_RULE = "R3-SIBLING"
 
 PlacementKind = Literal[

@@ -48,16 +48,16 @@ __all__ = [
 RULESETS_DIR = Path(__file__).with_name("rulesets")
 DEFAULT_RULE_SET = "default-v3"
 
-#: The outcome of each threshold level (DOMAIN.md); a level's name and RAG are data.
+#: The outcome of each threshold level (docs/domain.md); a level's name and RAG are data.
 LEVEL_OUTCOMES: Mapping[int, str] = {
     1: "no_further_action",
     2: "single_agency",
     3: "initial_assessment",
     4: "s47",
 }
-#: Agencies that screen police domestic-abuse notifications jointly (DOMAIN.md).
+#: Agencies that screen police domestic-abuse notifications jointly (docs/domain.md).
 JOINT_SCREENING_AGENCIES: tuple[str, ...] = ("police", "childrens_social_care", "health")
-#: Single agencies a level-2 rule may send a contact to (DOMAIN.md threshold table).
+#: Single agencies a level-2 rule may send a contact to (docs/domain.md threshold table).
 TARGET_AGENCIES: frozenset[str] = frozenset(
     {"early_help", "education", "health", "housing", "police"}
 )
@@ -194,7 +194,7 @@ def facts_for(
 
     Indicators (injury, disclosure, danger, missing count) are the child's own when the
     sender gave them per child, else the contact's, which then apply to every child
-    (DOMAIN "Per child"). Counts include this contact:
+    (docs/domain.md "Per child"). Counts include this contact:
 
     * ``da_notifications``: previous household DA notifications, plus one when this is a
       police domestic-abuse notification.
@@ -825,7 +825,7 @@ def evaluate(
 
 
 def joint_screening_views(contact: Contact, children: Sequence[Facts]) -> dict[str, list[str]]:
-    """What each agency's view brings to a joint screening (DOMAIN "Domestic-abuse joint
+    """What each agency's view brings to a joint screening (docs/domain.md "Domestic-abuse joint
     screening"): the police's (DASH risk, domestic-abuse notifications for the household in
     the window, this one included), children's social care's (an open case, a re-referral,
     the council's open case types) and health's (a child under one, an unborn child). The
@@ -903,6 +903,6 @@ def _subject(
 
 def steps_up(level: int, child: ContactChild) -> bool:
     """A child with an open early-help case and a level-3 concern steps up to assessment
-    (DOMAIN "Identity and history"): routing opens an assessment rather than updating the
+    (docs/domain.md "Identity and history"): routing opens an assessment rather than updating the
     early-help case. (At level 4 the open case escalates to s47 anyway.)"""
     return level == 3 and "early_help" in child.council_cases

@@ -4,7 +4,7 @@ Pure: no I/O, no Faust, no clock reads. The screening service keeps one
 :class:`HouseholdHistory` per subject key (the key of ``mash.contacts.v1``: the household
 of the contact's first child, else that child's subject id — or, when intake has seen one
 of the children before, the key of the family's earlier contacts, so the history follows a
-family that moves, DOMAIN "Identity and history") in a changelog-backed Faust
+family that moves, docs/domain.md "Identity and history") in a changelog-backed Faust
 table, as the JSON of :meth:`HouseholdHistory.to_json`; the what-if tool keeps the same
 histories in a dict. Both call the same two functions, in this order, for each contact:
 

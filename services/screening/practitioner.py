@@ -2,7 +2,7 @@
 confirmation gate. Pure: the state comes in (read from PostgreSQL by the service), the
 result goes out; no I/O, no clock reads.
 
-The rules (DOMAIN.md "Domestic-abuse joint screening", CONTRACT.md practitioner decision):
+The rules (docs/domain.md "Domestic-abuse joint screening", docs/contract.md practitioner decision):
 
 * **Confirm** records that a practitioner agrees with the effective decision. With the
   s47 gate on, an automated s47 decision waits ("awaiting confirmation") until police
@@ -47,7 +47,7 @@ __all__ = [
     "override_decision",
 ]
 
-#: Agencies whose confirmations release an s47 decision held by the gate (DOMAIN.md).
+#: Agencies whose confirmations release an s47 decision held by the gate (docs/domain.md).
 REQUIRED_CONFIRMATIONS: frozenset[str] = frozenset({"police", "childrens_social_care"})
 OVERRIDE_RULE_ID = "PRACTITIONER-OVERRIDE"
 _LEVEL_OF: Mapping[str, int] = {outcome: level for level, outcome in LEVEL_OUTCOMES.items()}

@@ -1,7 +1,7 @@
 """Reading and showing a dead letter (pure): its original key, value and headers, where it
 came from, a filter over many, and the lines and tables ``mash deadletters`` prints.
 
-A dead letter (topic ``mash.deadletter.v1``, CONTRACT.md) is the full record of a message
+A dead letter (topic ``mash.deadletter.v1``, docs/contract.md) is the full record of a message
 a service could not accept: the original key, value and headers (base64), where it was
 (topic, partition, offset), why (``reason``) and the errors. What :func:`show_lines`
 returns is the hub's data (names, dates of birth, narratives): for staff entitled to read

@@ -17,7 +17,7 @@ from services.common.topics import (
     QUEUE_UPDATES,
 )
 
-#: Contract names of the topics upstream systems write to (CONTRACT.md "Inbound topics").
+#: Contract names of the topics upstream systems write to (docs/contract.md "Inbound topics").
 INBOUND_TOPICS = (
     INBOUND_POLICE,
     INBOUND_REFERRALS,

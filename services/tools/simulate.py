@@ -73,7 +73,7 @@ assumptions (the shipped calibration's figures; --calibration changes them):
   rates      1% bad messages on top (--bad-rate), each built for one dead-letter
              reason; 10% structured mode; --rate caps messages a second (default none).
 Calibration: services/tools/simulation.yaml. Volume, repeats and the South's share are
-DOMAIN.md's "Figures from the source review" (Birmingham 2012-13; volume and repeats
+docs/domain.md's "Figures from the source review" (Birmingham 2012-13; volume and repeats
 2022); children's presence at domestic abuse is tuned so screening lands near its split
 (about 30% no further action, 40% single agency, 7-13% initial assessment, 24-27% s47);
 the rest are guesses, marked as such in the file.

@@ -1,6 +1,6 @@
 """A simulated year of police domestic-abuse notifications, screened by a rule set through
 the pure engine and history (no Kafka, no database), with the outcome split printed next to
-the source review's (DOMAIN.md: about 30% no further action, 40% single agency, 7-13%
+the source review's (docs/domain.md: about 30% no further action, 40% single agency, 7-13%
 initial assessment, 24-27% s47). A comparison to read, not a test: it asserts nothing.
 
     python -m tests.bench.da_year [--notifications 10000] [--seed 7] [--rule-set default-v3]
@@ -41,7 +41,7 @@ from services.screening.whatif import OUTCOMES
 
 YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=366)
-#: The source review's split of DA notification screening outcomes (DOMAIN.md).
+#: The source review's split of DA notification screening outcomes (docs/domain.md).
 REVIEW = {
     "no_further_action": "about 30%",
     "single_agency": "about 40%",

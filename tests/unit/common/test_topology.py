@@ -16,7 +16,7 @@ from services.common.topology import (
 
 SHIPPED = ("two-hubs", "central", "four-areas")
 
-# DOMAIN.md, Hubs: the default district -> area table, typed out here independently of the
+# docs/domain.md, Hubs: the default district -> area table, typed out here independently of the
 # YAML files so a slip in a shipped file shows up as a failing row.
 DOMAIN_TABLE_TEXT = """
 north        B6 B20 B21 B23 B24 B35 B42 B44 B72 B73 B74 B75 B76
@@ -28,7 +28,7 @@ DOMAIN_TABLE: dict[str, list[str]] = {
     line.split()[0]: line.split()[1:] for line in DOMAIN_TABLE_TEXT.strip().splitlines()
 }
 
-# Which hub serves each area, per topology (DOMAIN.md and the brief).
+# Which hub serves each area, per topology (docs/domain.md and the brief).
 HUB_OF_AREA: dict[str, dict[str, str]] = {
     "two-hubs": {
         "north": "north-west-central",

@@ -23,7 +23,7 @@ from services.notifications.firewall import ALLOW_LIST
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 TOPOLOGY = load_topology("two-hubs")
-#: The whole allow-list of a feedback event (CONTRACT.md: "nothing else").
+#: The whole allow-list of a feedback event (docs/contract.md: "nothing else").
 ALLOWED = {
     "feedback_id",
     "kind",

@@ -238,7 +238,7 @@ def test_multi_child_decision_places_each_child_on_its_own() -> None:
     assert (result.hub, result.queue) == (NWC, "initial-assessment")
 
 
-# --- per child (DOMAIN "Per child") --------------------------------------------------------
+# --- per child (docs/domain.md "Per child") -------------------------------------------------------
 
 
 def test_each_child_goes_to_the_queue_of_its_own_level() -> None:
@@ -278,7 +278,7 @@ def test_only_a_child_at_level_4_escalates_its_open_case() -> None:
     assert kinds == {"s-baby": "escalation", "s-sibling": "open_case_update"}
 
 
-# --- siblings join the strategy discussion (DOMAIN "Per child", R3-SIBLING) ----------------
+# --- siblings join the strategy discussion (docs/domain.md "Per child", R3-SIBLING) ---------------
 
 
 def sibling(subject_id: str, *rules: str) -> dict[str, object]:
@@ -381,7 +381,7 @@ def test_a_later_decision_placing_the_children_alike_keeps_both_items() -> None:
     assert opened_again.joins_strategy_discussion_of == kept[0].queue_item_id
 
 
-# --- step-up from early help (DOMAIN "Identity and history") -------------------------------
+# --- step-up from early help (docs/domain.md "Identity and history") ------------------------------
 
 
 def stepping_up(subject_id: str = "SUBJ-TEST-0001") -> dict[str, object]:

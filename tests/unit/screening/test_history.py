@@ -122,7 +122,7 @@ def test_the_domestic_abuse_window_is_365_days_inclusive(gap: timedelta, counted
 
 
 def test_the_default_windows_are_the_shipped_rule_sets() -> None:
-    # DOMAIN: 365 days for repeat domestic abuse, 90 for escalation and missing episodes.
+    # docs/domain.md: 365 days for repeat domestic abuse, 90 for escalation and missing episodes.
     assert load_rule_set().windows == Windows(365, 90, 90) == load_rule_set("default-v1").windows
 
 

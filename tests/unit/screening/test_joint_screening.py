@@ -1,4 +1,4 @@
-"""Domestic-abuse joint screening flags (DOMAIN.md): joint, MARAC and Operation Encompass.
+"""Domestic-abuse joint screening flags (docs/domain.md): joint, MARAC and Operation Encompass.
 
 Police incident date 2024-03-12: a child born 2019-03-12 is exactly 5, one born 2008-03-13
 is 15, one born 2008-03-12 is 16.

@@ -240,7 +240,7 @@ CASES: dict[str, Case] = {
         police(dash="medium", children=[kid("A", present=False, resident=False), kid("B")]),
         False,
     ),
-    # R4-DA-CP-PLAN: children's social care's view decides (DOMAIN joint screening)
+    # R4-DA-CP-PLAN: children's social care's view decides (docs/domain.md, joint screening)
     "da-cp-plan/standard": Case(
         "R4-DA-CP-PLAN", police(children=[kid(council_cases=["child_protection_plan"])]), True
     ),
@@ -446,7 +446,7 @@ def test_a_childs_own_indicators_replace_the_contacts_for_that_child() -> None:
 
 
 def test_each_child_gets_its_own_level_outcome_rag_agency_and_rules() -> None:
-    # DOMAIN "Per child": facts about one child give that child's level; the contact
+    # docs/domain.md "Per child": facts about one child give that child's level; the contact
     # takes the highest. Neglect: the four-year-old is R3-NEGLECT, the seven-year-old
     # R2-NEGLECT (early help).
     contact = referral(["16A"], children=[ref_kid("YOUNG", dob=FOUR), ref_kid("OLDER", dob=SEVEN)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -179,6 +180,19 @@ def private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def ensure_password(path: Path) -> str:
+    """The password kept in ``path``, generating a random one (0600) the first time."""
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    private_dir(path.parent)
+    # URL-safe characters only: nothing to escape in JAAS, --add-scram or a DSN.
+    password = secrets.token_urlsafe(24)
+    write_private(path, password)
+    return password
 
 
 def status_line(name: str, up: bool, pid: str, address: str, note: str) -> str:

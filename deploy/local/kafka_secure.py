@@ -31,7 +31,15 @@ import shutil
 import time
 
 from deploy.local.config import HOST, Config, StackError
-from deploy.local.host import private_dir, run, say, stack_lock, status_line, write_private
+from deploy.local.host import (
+    ensure_password,
+    private_dir,
+    run,
+    say,
+    stack_lock,
+    status_line,
+    write_private,
+)
 from deploy.local.kafka_broker import (
     SINGLE_NODE_SETTINGS,
     BrokerKind,
@@ -55,7 +63,6 @@ from deploy.local.scram_users import (
     BROKER_USER,
     PRINCIPALS_FILE,
     SUPER_USERS,
-    ensure_password,
     read_password,
     record_scram_users,
     recorded_scram_users,

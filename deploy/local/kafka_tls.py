@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from deploy.local.config import HOST, Config, StackError
-from deploy.local.host import private_dir, run, say
+from deploy.local.host import ensure_password, private_dir, run, say
 from deploy.local.kafka_broker import INSTALL_JAVA_MAVEN, kafka_pid, require_java
-from deploy.local.scram_users import BROKER_USER, ensure_password
+from deploy.local.scram_users import BROKER_USER
 
 #: Validity of the local CA and of the broker's certificate (days).
 CA_VALIDITY_DAYS = 3650

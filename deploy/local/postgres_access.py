@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from deploy.local.config import HOST, PG_DATABASE, Config, StackError
-from deploy.local.host import private_dir, run, write_private
+from deploy.local.host import ensure_password, run, write_private
 
 #: The roles file; this module reads only the role names from it (``  - role: <name>``
 #: lines and ``migrator: <name>``); ``mash db migrate`` parses the whole file.
@@ -80,15 +80,7 @@ def login_users(path: Path = ROLES_FILE) -> list[str]:
 
 def ensure_login_password(cfg: Config, login: str) -> str:
     """The password of ``login``, generated (URL-safe, 0600) the first time."""
-    path = cfg.pg_password_file(login)
-    if path.is_file():
-        existing = path.read_text().strip()
-        if existing:
-            return existing
-    private_dir(path.parent)
-    password = secrets.token_urlsafe(24)  # URL-safe: goes into a DSN unescaped
-    write_private(path, password)
-    return password
+    return ensure_password(cfg.pg_password_file(login))
 
 
 def read_login_password(cfg: Config, login: str) -> str:

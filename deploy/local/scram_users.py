@@ -12,14 +12,11 @@ apply``, which parses the whole file. The TLS side of the secured broker is
 
 from __future__ import annotations
 
-import contextlib
 import re
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 from deploy.local.config import Config, StackError
-from deploy.local.host import private_dir, write_private
 from deploy.local.kafka_wire import SCRAM_MECHANISM
 
 #: The declarative principals file (deploy/security/principals.yaml). This module reads only
@@ -61,19 +58,6 @@ def principal_names(path: Path = PRINCIPALS_FILE) -> list[str]:
 def scram_user_names(path: Path = PRINCIPALS_FILE) -> list[str]:
     """Every SCRAM user of the secured broker: the super users, then the file's principals."""
     return [*SUPER_USERS, *principal_names(path)]
-
-
-def ensure_password(path: Path) -> str:
-    """The password kept in ``path``, generating a random one (0600) the first time."""
-    with contextlib.suppress(FileNotFoundError):
-        existing = path.read_text().strip()
-        if existing:
-            return existing
-    private_dir(path.parent)
-    # URL-safe characters only: no quote, comma or bracket to escape in JAAS or --add-scram.
-    password = secrets.token_urlsafe(24)
-    write_private(path, password)
-    return password
 
 
 def read_password(cfg: Config, principal: str) -> str:

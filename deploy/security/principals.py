@@ -12,6 +12,8 @@ from typing import Annotated, Literal, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
+from services.common.readme_tables import framed, replace_table
+
 #: The file in the repository.
 PRINCIPALS_FILE = Path(__file__).with_name("principals.yaml")
 #: Super users of the secured broker (its ``super.users``); never listed in the file.
@@ -201,12 +203,9 @@ def table(doc: PrincipalsFile) -> str:
 
 def readme_block(doc: PrincipalsFile) -> str:
     """The table framed by the markers the README keeps it between."""
-    return f"{TABLE_START}\n{table(doc)}{TABLE_END}"
+    return framed(TABLE_START, TABLE_END, table(doc))
 
 
 def replace_readme_table(readme: str, doc: PrincipalsFile) -> str:
     """``readme`` with the text between the table markers replaced by the current table."""
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
-    if start < 0 or end < start:
-        raise PrincipalsError(f"the README has no {TABLE_START} ... {TABLE_END} block")
-    return readme[:start] + readme_block(doc) + readme[end + len(TABLE_END) :]
+    return replace_table(readme, TABLE_START, TABLE_END, table(doc), PrincipalsError)

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from services.common.db import MIGRATION_LOCK_KEY, apply_migrations, missing_migrations
+from services.common.readme_tables import framed, replace_table
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -477,12 +478,9 @@ def table(doc: RolesFile) -> str:
 
 def readme_block(doc: RolesFile) -> str:
     """The table framed by the markers the README keeps it between."""
-    return f"{TABLE_START}\n{table(doc)}{TABLE_END}"
+    return framed(TABLE_START, TABLE_END, table(doc))
 
 
 def replace_readme_table(readme: str, doc: RolesFile) -> str:
     """``readme`` with the text between the table markers replaced by the current table."""
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
-    if start < 0 or end < start:
-        raise RolesError(f"the README has no {TABLE_START} ... {TABLE_END} block")
-    return readme[:start] + readme_block(doc) + readme[end + len(TABLE_END) :]
+    return replace_table(readme, TABLE_START, TABLE_END, table(doc), RolesError)

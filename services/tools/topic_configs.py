@@ -35,6 +35,7 @@ from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, 
 
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import PLAINTEXT, kafka_client_security
+from services.common.readme_tables import replace_table
 from services.common.settings import Settings
 from services.common.topics import (
     TOPIC_RULES,
@@ -461,10 +462,7 @@ def retention_table() -> str:
 
 def replace_readme_table(readme: str) -> str:
     """``readme`` with the text between the table markers replaced by the current table."""
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
-    if start < 0 or end < start:
-        raise ToolError(f"the README has no {TABLE_START} ... {TABLE_END} block")
-    return f"{readme[:start]}{TABLE_START}\n{retention_table()}{readme[end:]}"
+    return replace_table(readme, TABLE_START, TABLE_END, retention_table(), ToolError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

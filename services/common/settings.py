@@ -501,9 +501,29 @@ def load_settings(**overrides: Any) -> Settings:
     """The settings from the environment (``overrides`` by variable or field name win);
     SettingsError with one line, naming the variable and never its value, when refused."""
     try:
-        return Settings(**overrides)
+        return Settings(**{_init_name(name): value for name, value in overrides.items()})
     except ValidationError as exc:
         raise SettingsError(describe_error(exc)) from None
+
+
+def _init_name(name: str) -> str:
+    """The keyword Settings takes for an override given by field or variable name. An
+    unknown name is refused: extra="ignore" (for the environment) would drop it silently."""
+    field = name.lower().removeprefix("mash_") if name.upper().startswith("MASH_") else name
+    info = Settings.model_fields.get(field)
+    if info is None:
+        if any(name in _aliases(other) for other in Settings.model_fields.values()):
+            return name  # an aliased variable, e.g. DATABASE_URL
+        raise SettingsError(f"{name}: no such setting")
+    aliases = _aliases(info)
+    return aliases[0] if aliases else field
+
+
+def _aliases(info: Any) -> list[str]:
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [alias] if isinstance(alias, str) else []
 
 
 def describe_error(error: ValidationError) -> str:

@@ -652,3 +652,27 @@ def test_every_kafka_client_of_the_product_gets_the_security_arguments() -> None
             if name in wanted and wanted[name] not in keywords:
                 forgotten.append(where)
     assert forgotten == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kafka_security_protocol": "SSL"},
+        {"MASH_KAFKA_SECURITY_PROTOCOL": "SSL"},
+        {"mash_kafka_security_protocol": "SSL"},
+    ],
+)
+def test_an_override_by_field_or_variable_name_takes(fields: dict[str, str]) -> None:
+    # A variable name used to be dropped without a word (the environment's extra="ignore"),
+    # leaving the client on PLAINTEXT against a TLS port.
+    assert load_settings(**fields).kafka_security_protocol == "SSL"
+
+
+def test_an_aliased_setting_takes_its_field_or_variable_name() -> None:
+    for name in ("database_url", "DATABASE_URL", "MASH_DATABASE_URL"):
+        assert load_settings(**{name: "postgresql://x@h/d"}).database_url == "postgresql://x@h/d"
+
+
+def test_an_unknown_override_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"^MASH_KAFKA_SECURITY_PROTOKOL: no such setting$"):
+        load_settings(MASH_KAFKA_SECURITY_PROTOKOL="SSL")

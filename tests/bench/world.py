@@ -2,9 +2,10 @@
 started as ``make run`` starts them (one process each, production settings), and its
 clean-up afterwards.
 
-Each service connects as its own database role (``mash_bench_<service>``, a member of
-``mash``) so PostgreSQL's per-role statistics (pg_stat_statements) say which service ran
-which statements; nothing in ``services/`` knows about it.
+Each service connects as its own database login (``mash_bench_<service>``, a member of
+the service's group role ``mash_<service>``, so it runs under least privilege as in
+production) and PostgreSQL's per-role statistics (pg_stat_statements) say which service
+ran which statements; nothing in ``services/`` knows about it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.pipeline import SERVICES, ServiceProcesses
-from services.common.db import apply_migrations
 from tests.support import Isolated, Stack, fetchval, free_port, fresh_database
 
 #: Settings the test worlds shorten (tests/support.py); a benchmark runs with the defaults.
@@ -54,15 +54,25 @@ def role_of(service: str) -> str:
 
 
 async def ensure_roles(dsn: str) -> None:
-    """Create the per-service login roles (members of ``mash``: its tables, its rights)."""
+    """Create the per-service login roles, each a member of its service's group role (the
+    rights of services/common/database_roles.yaml) and of nothing else; the group roles
+    exist once a database has been migrated (:func:`fresh_database`)."""
     conn = await asyncpg.connect(dsn)
     try:
-        owner = await conn.fetchval("SELECT current_user")
         for service in SERVICES:
-            role = role_of(service)
+            role, group = role_of(service), f"mash_{service}"
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
             if not exists:
-                await conn.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE "{owner}"')
+                await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            # A login made by an older bench was a member of the owner role instead.
+            for (other,) in await conn.fetch(
+                "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+                " JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1 AND g.rolname <> $2",
+                role,
+                group,
+            ):
+                await conn.execute(f'REVOKE "{other}" FROM "{role}"')
+            await conn.execute(f'GRANT "{group}" TO "{role}"')
     finally:
         await conn.close()
 
@@ -193,15 +203,10 @@ class BenchWorld:
 async def new_world(stack: Stack, run_dir: Path, tag: str) -> BenchWorld:
     """A world with a fresh ``b<hex>.`` prefix, its topics, a migrated database, the
     per-service roles; services not started yet."""
-    await ensure_roles(stack.dsn)
     prefix = f"b{uuid.uuid4().hex[:8]}."
-    world = Isolated(stack, prefix, await fresh_database(stack))
+    world = Isolated(stack, prefix, await fresh_database(stack))  # migrated, with grants
+    await ensure_roles(stack.dsn)
     await world.create_topics()
-    conn = await asyncpg.connect(world.dsn)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
     folder = run_dir / f"{tag}-{prefix.rstrip('.')}"
     folder.mkdir(parents=True, exist_ok=True)
     return BenchWorld(world, folder)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
-import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from services.common.readme_tables import framed, replace_table
+from services.common.yaml_files import load_yaml_model
 
 #: The file in the repository.
 PRINCIPALS_FILE = Path(__file__).with_name("principals.yaml")
@@ -150,18 +150,7 @@ class Binding:
 
 def load(path: Path = PRINCIPALS_FILE) -> PrincipalsFile:
     """Parse and validate the principals file; PrincipalsError names what is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PrincipalsError(f"{path}: {exc}") from None
-    try:
-        return PrincipalsFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise PrincipalsError(
-            f"{path}: {where}: {first['msg']} ({exc.error_count()} error(s))"
-        ) from None
+    return load_yaml_model(path, PrincipalsFile, PrincipalsError)
 
 
 # --------------------------------------------------------------------------- README table

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import asyncpg
-import yaml
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from services.common.db import MIGRATION_LOCK_KEY, apply_migrations, missing_migrations
 from services.common.readme_tables import framed, replace_table
+from services.common.yaml_files import load_yaml_model
 
 if TYPE_CHECKING:
     from services.common.db import Connection
@@ -147,19 +147,7 @@ class RolesFile(BaseModel):
 
 def load_roles(path: Path = ROLES_FILE) -> RolesFile:
     """Parse and validate the roles file; RolesError names what is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RolesError(f"{path}: {exc}") from None
-    try:
-        return RolesFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise RolesError(
-            f"{path}: {where + ': ' if where else ''}{message} ({exc.error_count()} error(s))"
-        ) from None
+    return load_yaml_model(path, RolesFile, RolesError)
 
 
 # ----------------------------------------------------------------------- the catalogue

@@ -68,9 +68,17 @@ def make_ca(tool: str, directory: Path, password: str, dname: str) -> Path:
     return pem
 
 
-def make_broker_keystores(tool: str, directory: Path, password: str) -> None:
-    """The broker's key and certificate (CN=broker, for 127.0.0.1 and localhost), signed by
-    the CA in ``directory``: ``broker.p12``; and ``truststore.p12`` holding the CA."""
+#: The names the local broker's certificate is valid for (keytool's ``san=`` syntax).
+LOCAL_BROKER_NAMES = f"ip:{HOST},dns:localhost"
+
+
+def make_broker_keystores(
+    tool: str, directory: Path, password: str, names: str = LOCAL_BROKER_NAMES
+) -> None:
+    """The broker's key and certificate (CN=broker, valid for ``names``: by default
+    127.0.0.1 and localhost), signed by the CA in ``directory``: ``broker.p12``; and
+    ``truststore.p12`` holding the CA. Clients always verify the host name, so a broker
+    reached by another name (``kafka`` on a compose network) needs that name here."""
     broker = str(directory / "broker.p12")
     ca_store = str(directory / "ca.p12")
     csr, signed, pem = directory / "broker.csr", directory / "broker.pem", directory / "ca.pem"
@@ -111,7 +119,7 @@ def make_broker_keystores(tool: str, directory: Path, password: str) -> None:
         "-validity",
         str(CERT_VALIDITY_DAYS),
         "-ext",
-        f"san=ip:{HOST},dns:localhost",
+        f"san={names}",
         "-ext",
         "ku:c=digitalSignature",
         # Server on both listeners; client when the broker calls its own controller.

@@ -138,7 +138,8 @@ _FACTOR_21_ALONE: JsonDict = {
         "required": ["factors"],
         "properties": {"factors": {"type": "array", "contains": {"const": "21"}}},
     },
-    "then": {"properties": {"factors": {"maxItems": 1}}},
+    # "type" repeats what "if" already established, for validators in strict mode (Ajv).
+    "then": {"properties": {"factors": {"type": "array", "maxItems": 1}}},
 }
 
 

@@ -49,13 +49,15 @@ def test_no_stale_schema_files() -> None:
     assert export.drifted() == [], f"drifted files: {export.drifted()}; {FIX}"
 
 
-def test_schema_files_are_draft_2020_12_with_id_and_title() -> None:
-    """Each file declares its dialect, a stable $id and the ce_type as title."""
+def test_schema_files_are_draft_07_with_id_and_short_title() -> None:
+    """Each file declares its dialect (draft-07, which generators read), a stable $id naming
+    the ce_type, and the model's short name as title (what generators name the type)."""
     for model, ce_type in CE_TYPES.items():
         schema = json.loads((export.JSON_DIR / f"{ce_type}.schema.json").read_text())
-        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
         assert schema["$id"] == f"urn:uk:gov:mash:schema:{ce_type}"
-        assert schema["title"] == ce_type
+        assert schema["title"] == model.__name__
+        assert "$defs" not in json.dumps(schema), ce_type
         assert schema["additionalProperties"] is False, model.__name__
 
 
@@ -110,3 +112,61 @@ def test_asyncapi_names_every_feedback_agency() -> None:
     document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
     agencies = document["channels"]["feedback"]["parameters"]["agency"]["enum"]
     assert agencies == list(FEEDBACK_AGENCIES)
+
+
+#: What the product consumes, and as which Faust consumer group.
+CONSUMER_GROUPS = {
+    "receivePoliceNotifications": "mash-intake",
+    "receiveReferrals": "mash-intake",
+    "receiveCaseStatus": "mash-intake",
+    "receivePractitionerDecisions": "mash-screening",
+    "receiveQueueUpdates": "mash-routing",
+}
+
+
+def _resolve(document: Any, node: Any) -> Any:
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        target = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_asyncapi_servers_are_the_local_stacks_listeners() -> None:
+    """The servers are where the local stack listens: plaintext 19092, SASL_SSL with
+    SCRAM-SHA-512 on 19094, mutual TLS on 19096 (deploy/local/stack.py)."""
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    servers = {
+        server["host"]: [_resolve(document, s)["type"] for s in server.get("security", [])]
+        for server in document["servers"].values()
+    }
+    assert servers == {
+        "127.0.0.1:19092": [],
+        "127.0.0.1:19094": ["scramSha512"],
+        "127.0.0.1:19096": ["X509"],
+    }
+
+
+def test_asyncapi_messages_have_kafka_key_bindings() -> None:
+    """Every message says what its Kafka key is (the key rule of docs/contract.md)."""
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    for name, message in document["components"]["messages"].items():
+        key = message["bindings"]["kafka"]["key"]
+        assert key["type"] == "string", name
+        assert key["description"], name
+
+
+def test_asyncapi_consuming_operations_name_their_consumer_group() -> None:
+    """Each receive operation has a Kafka binding naming the consumer group that reads it,
+    and no other operation is a receive."""
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    receives = {
+        name: _resolve(document, operation["bindings"])["kafka"]
+        for name, operation in document["operations"].items()
+        if operation["action"] == "receive"
+    }
+    assert {name: binding["groupId"]["enum"] for name, binding in receives.items()} == {
+        name: [group] for name, group in CONSUMER_GROUPS.items()
+    }
+    assert all("clientId" in binding for binding in receives.values())

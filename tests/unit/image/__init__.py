@@ -1,0 +1,1 @@
+"""Unit tests of the container image's entry point and build script."""

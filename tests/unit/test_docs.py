@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ("design.md", "domain.md", "contract.md", "kafka-faust-notes.md")
+DOCS = ("design.md", "domain.md", "contract.md", "publishing.md", "kafka-faust-notes.md")
 
 #: Spelled in two parts so that this file does not match itself.
 OUT_OF_TREE = "../" + "shared/"

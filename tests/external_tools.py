@@ -52,7 +52,6 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("GOFLAGS", "-buildvcs=false")
-    env["GOBIN"] = str(TOOLS / "go" / "bin")
     return env
 
 

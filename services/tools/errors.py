@@ -6,6 +6,10 @@ exits with the code, so a script can tell "you asked wrongly" (2) from "it went 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -14,6 +18,10 @@ EXIT_INTERRUPTED = 130
 #: shell reports for any Unix tool the signal stopped, so ``set -o pipefail`` still sees
 #: that the output was cut short.
 EXIT_BROKEN_PIPE = 141
+
+
+#: How long a client that failed to start may take to close.
+CLOSE_AFTER_FAILED_START_SECONDS = 5.0
 
 
 class ToolError(Exception):
@@ -32,3 +40,18 @@ class Interrupted(ToolError):
     """Ctrl-C or SIGTERM stopped the command (what was durable is kept): exit 130."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+async def start_client(client: Any, bootstrap: list[str]) -> None:
+    """Start an aiokafka client (producer, consumer or admin); when the brokers do not
+    answer, close it (bounded: a half-started client must not hang the command) and raise
+    ToolError naming them, never the client's own traceback."""
+    try:
+        await client.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            close = getattr(client, "close", None) or client.stop
+            await asyncio.wait_for(close(), CLOSE_AFTER_FAILED_START_SECONDS)
+        raise ToolError(
+            f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
+        ) from exc

@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka_security import PLAINTEXT
 from services.common.topics import TopicNames
-from services.tools.errors import ToolError
+from services.tools.errors import ToolError, start_client
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,12 @@ async def inventory(
     the clients connect (:func:`services.common.kafka_security.kafka_client_security`)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
+    await start_client(admin, bootstrap)
     try:
-        await admin.start()
-        await consumer.start()
-    except Exception as exc:
+        await start_client(consumer, bootstrap)
+    except ToolError:
         await admin.close()
-        raise ToolError(
-            f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
-        ) from exc
+        raise
     try:
         existing = set(await admin.list_topics())
         present = [t for t in topics if t in existing]

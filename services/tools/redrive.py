@@ -39,9 +39,9 @@ from services.tools.deadletter_view import (
     original_value,
     record_lines,
 )
-from services.tools.errors import ToolError, UsageError
+from services.tools.errors import ToolError, UsageError, start_client
 from services.tools.naming import deployed
-from services.tools.replay import start_client, topic_partition_counts
+from services.tools.replay import topic_partition_counts
 
 #: Reasons a redrive of the same bytes can cure: the event was well formed but named a
 #: contact or item not (yet) held, or arrived before the state it changes. Every other

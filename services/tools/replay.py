@@ -36,7 +36,7 @@ from services.common.kafka import ensure_topics
 from services.common.kafka_security import PLAINTEXT
 from services.common.lag import stop_consumer
 from services.common.topics import TopicSpec
-from services.tools.errors import ToolError, UsageError
+from services.tools.errors import ToolError, UsageError, start_client
 from services.tools.jsonl import LineError, ReplayRecord, from_line, to_line
 from services.tools.naming import contract_name, deployed, is_inbound
 from services.tools.stdio import is_stdio
@@ -553,16 +553,6 @@ class TopicSink:
         """Stop the producer (it flushes first)."""
         if self._producer is not None:
             await self._producer.stop()
-
-
-async def start_client(client: Any, bootstrap: list[str]) -> None:
-    """Start a Kafka client; ToolError naming the brokers when they do not answer."""
-    try:
-        await client.start()
-    except Exception as exc:
-        raise ToolError(
-            f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
-        ) from exc
 
 
 async def topic_partition_counts(

@@ -46,7 +46,7 @@ from services.common.topics import (
 )
 from services.common.topology import TopologyError, load_topology
 from services.tools.deadletters import CliHooks
-from services.tools.errors import EXIT_OK, ToolError, UsageError
+from services.tools.errors import EXIT_OK, ToolError, UsageError, start_client
 
 #: The configs this command owns on every product topic.
 OWNED_CONFIGS = ("cleanup.policy", "retention.ms", "max.message.bytes", "min.insync.replicas")
@@ -308,13 +308,7 @@ async def apply_topic_configs(
     ``settle_seconds`` after the change."""
     result = ApplyResult(dry_run=dry_run, topics=len(specs))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
-    try:
-        await admin.start()
-    except Exception as exc:
-        await admin.close()
-        raise ToolError(
-            f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
-        ) from exc
+    await start_client(admin, bootstrap)
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

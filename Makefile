@@ -42,7 +42,7 @@ stop: venv ## stop the four services and the local stack
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services schemas deploy tests
+	$(VENV)/bin/mypy services mash schemas deploy tests
 
 format: venv
 	$(VENV)/bin/ruff format .

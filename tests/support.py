@@ -25,12 +25,12 @@ from aiokafka.structs import ConsumerRecord
 from deploy.local import stack as local_stack
 from deploy.local.pipeline import ServiceProcesses, database_role_env
 from deploy.local.postgres_access import role_database_url
+from mash.jsonl import ReplayRecord
 from services.common import database_roles
 from services.common.kafka import ensure_topics
 from services.common.lag import stop_consumer
 from services.common.topics import TopicNames, TopicSpec
 from services.common.topology import load_topology
-from services.tools.jsonl import ReplayRecord
 
 REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -273,7 +273,7 @@ def mash_env(world: Isolated) -> dict[str, str]:
 
 
 #: The ``mash`` console script, run from the source tree with this interpreter.
-MASH = [sys.executable, "-m", "services.tools"]
+MASH = [sys.executable, "-m", "mash"]
 
 
 def start_mash(world: Isolated, cwd: Path, *args: str) -> subprocess.Popen[str]:

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 #: The four service workers: ``services.<name>`` runs each.
 SERVICES = ("intake", "screening", "routing", "notifications")
 #: Processes beside the services, by the word that starts them: the module each one runs.
-TOOLS = {"lag-exporter": "services.tools.lag_exporter"}
-#: The ``mash`` CLI (``services.tools.cli:main``) as a module.
-CLI_MODULE = "services.tools"
+TOOLS = {"lag-exporter": "mash.lag_exporter"}
+#: The ``mash`` CLI (``mash.cli:main``) as a module.
+CLI_MODULE = "mash"
 #: The ``mash`` CLI's commands. Kept here rather than read from its parser, whose imports
 #: cost seconds before the exec; a unit test holds the two lists together.
 MASH_COMMANDS = ("db", "deadletters", "purge", "replay", "simulate", "topics", "whatif")

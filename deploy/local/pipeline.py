@@ -39,20 +39,20 @@ from deploy.local.config import PG_DATABASE, Config
 from deploy.local.kafka_secure import secure_client_env
 from deploy.local.postgres_access import role_database_url
 from deploy.local.scram_users import ADMIN_USER
+from mash.jsonl import ReplayRecord
+from mash.simulate import SimulationRequest, generate, load_calibration
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import kafka_client_security
 from services.common.settings import DEFAULT_METRICS_PORTS, Settings
 from services.common.topics import TopicNames
 from services.common.topology import load_topology
 from services.screening.app import history_changelog_topic
-from services.tools.jsonl import ReplayRecord
-from services.tools.simulate import SimulationRequest, generate, load_calibration
 
 SERVICES = ("intake", "screening", "routing", "notifications")
 #: The consumer-lag exporter: not a service worker, so its figures outlive any worker.
 LAG_EXPORTER = "lag-exporter"
 #: Processes started beside the services, by name: the module each one runs.
-TOOLS = {LAG_EXPORTER: "services.tools.lag_exporter"}
+TOOLS = {LAG_EXPORTER: "mash.lag_exporter"}
 REPO = Path(__file__).resolve().parents[2]
 RUN_DIR = REPO / ".run"
 
@@ -241,7 +241,7 @@ def database_role_env(cfg: Config, database: str = PG_DATABASE) -> dict[str, dic
 def migrate_database(env: Mapping[str, str]) -> None:
     """``mash db migrate`` against the environment's database: the migrations, then the
     roles' grants (the same command works by hand)."""
-    command = [sys.executable, "-m", "services.tools", "db", "migrate"]
+    command = [sys.executable, "-m", "mash", "db", "migrate"]
     print("$ mash " + " ".join(command[3:]))
     proc = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -302,7 +302,7 @@ def run(wait_seconds: float, contacts: int, seed: int, secure: bool = False) -> 
     for name in (*SERVICES, LAG_EXPORTER):
         services.start(name, _secured(name) if secure else None)
     # The developers' own tool feeds the pipeline: the same command works by hand.
-    simulate = [sys.executable, "-m", "services.tools", "simulate", "--seed", str(seed)]
+    simulate = [sys.executable, "-m", "mash", "simulate", "--seed", str(seed)]
     simulate += ["--count", str(contacts), "--to-kafka", "--no-progress"]
     print("$ mash " + " ".join(simulate[3:]))
     subprocess.run(simulate, check=True, env=os.environ)

@@ -8,7 +8,7 @@ paused or the consumer stalls (docs/kafka-faust-notes.md), so it would hide the 
 show. Which partitions to measure is Faust's current assignment, so each worker of a
 consumer group reports only its own partitions and a sum over workers counts each once.
 These series serve the worker's own /readyz and vanish with it; the lag exporter
-(:mod:`services.tools.lag_exporter`) measures the groups from outside, for the alerts.
+(:mod:`mash.lag_exporter`) measures the groups from outside, for the alerts.
 """
 
 from __future__ import annotations

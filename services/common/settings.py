@@ -209,7 +209,7 @@ class Settings(BaseSettings):
         ge=1,
         le=65535,
         description="Port of the lag exporter's /metrics, /healthz and /readyz"
-        " (python -m services.tools.lag_exporter).",
+        " (python -m mash.lag_exporter).",
     )
     lag_exporter_poll_seconds: float = Field(
         default=10.0,

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mash.jsonl import ReplayRecord
+from mash.replay import publish_records
+from mash.simulate import SimulationRequest, generate, load_calibration
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import load_topology
-from services.tools.jsonl import ReplayRecord
-from services.tools.replay import publish_records
-from services.tools.simulate import SimulationRequest, generate, load_calibration
 from tests.support import REPO
 
 INBOUND = (INBOUND_POLICE, INBOUND_REFERRALS)
@@ -72,7 +72,7 @@ def start_replay(
     command = [
         sys.executable,
         "-m",
-        "services.tools",
+        "mash",
         "replay",
         "--bootstrap-servers",
         bootstrap,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from deploy.local.pipeline import ServiceProcesses
+from mash.inventory import TopicRow, inventory, product_topics
+from mash.naming import is_inbound
 from services.common.topics import DEAD_LETTER, INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import load_topology
-from services.tools.inventory import TopicRow, inventory, product_topics
-from services.tools.naming import is_inbound
 from tests.support import REPO, Isolated, fetchval, run_mash, wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from mash.redrive import redrive_id
 from schemas import examples as ex
 from services.common.ids import derive_id
 from services.common.topics import DEAD_LETTER, INBOUND_REFERRALS
-from services.tools.redrive import redrive_id
 from tests.integration.intake_harness import IntakeUnderTest
 from tests.support import MASH, Record, fetch, fetchval, mash_env, read_messages
 

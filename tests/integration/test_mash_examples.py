@@ -23,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from mash.cli import build_parser
+from mash.simulate import DEFAULT_CALIBRATION
 from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.topics import DEAD_LETTER, INBOUND_REFERRALS
 from services.screening.engine import RULESETS_DIR
-from services.tools.cli import build_parser
-from services.tools.simulate import DEFAULT_CALIBRATION
 from tests.support import REPO, Isolated, Stack, isolated_world, mash_env, publish
 
 pytestmark = pytest.mark.integration
@@ -152,7 +152,7 @@ def mash_on_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding ``mash``: this interpreter running the source tree."""
     bin_dir = tmp_path_factory.mktemp("bin")
     script = bin_dir / "mash"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m services.tools "$@"\n')
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mash "$@"\n')
     script.chmod(0o755)
     return bin_dir
 

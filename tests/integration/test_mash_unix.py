@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from mash.jsonl import ReplayRecord, read_jsonl
 from services.common.kafka import ensure_topics
 from services.common.topics import CONTACTS, INBOUND_REFERRALS, TopicSpec
-from services.tools.jsonl import ReplayRecord, read_jsonl
 from tests.support import (
     MASH,
     Isolated,

@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from mash.jsonl import ReplayRecord, read_jsonl
+from mash.replay import Checkpoint, ReplayOptions, Selection, run_replay
 from services.common.kafka import ensure_topics
 from services.common.topics import INBOUND_REFERRALS, TopicSpec
-from services.tools.jsonl import ReplayRecord, read_jsonl
-from services.tools.replay import Checkpoint, ReplayOptions, Selection, run_replay
 from tests.support import (
     Isolated,
     Stack,

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from mash.retention import AUDIT_ENTITY, purge
 from services.common.settings import load_settings
-from services.tools.retention import AUDIT_ENTITY, purge
 from tests.support import REPO, Isolated, Stack, fetch, fetchval, fresh_database, run_mash
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from mash.jsonl import ReplayRecord
+from mash.naming import contract_name
+from mash.simulate import SimulationRequest, generate, load_calibration
 from schemas.cloudevents import ContractError, decode, validate_data
 from schemas.inbound import PoliceNotification, Referral
 from schemas.types import ce_type_of
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import load_topology
-from services.tools.jsonl import ReplayRecord
-from services.tools.naming import contract_name
-from services.tools.simulate import SimulationRequest, generate, load_calibration
 from tests.support import Isolated, Stack, isolated_world, read_exact, run_mash
 
 pytestmark = pytest.mark.integration

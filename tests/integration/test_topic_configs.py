@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.kafka import ensure_topics
-from services.common.settings import load_settings
-from services.common.topics import CONTACTS, DEAD_LETTER, ROUTED, SCHOOL_NOTIFICATIONS, TopicSpec
-from services.common.topology import load_topology
-from services.tools.topic_configs import (
+from mash.topic_configs import (
     OWNED_CONFIGS,
     CurrentConfig,
     describe_configs,
     product_specs,
 )
+from services.common.kafka import ensure_topics
+from services.common.settings import load_settings
+from services.common.topics import CONTACTS, DEAD_LETTER, ROUTED, SCHOOL_NOTIFICATIONS, TopicSpec
+from services.common.topology import load_topology
 from tests.support import Isolated, Stack, mash_env, run_mash
 
 pytestmark = pytest.mark.integration

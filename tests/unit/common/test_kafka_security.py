@@ -19,6 +19,8 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import AuthProtocol
 
+from mash.cli import main as mash
+from mash.replay import ReplayOptions
 from services.common.kafka_security import (
     PLAINTEXT,
     ClientSecurity,
@@ -29,8 +31,6 @@ from services.common.kafka_security import (
 )
 from services.common.logging import configure_logging
 from services.common.settings import Settings, SettingsError, env_var, load_settings
-from services.tools.cli import main as mash
-from services.tools.replay import ReplayOptions
 from tests.support import REPO
 
 SASL_PASSWORD = "sasl-Pa55-Secret"

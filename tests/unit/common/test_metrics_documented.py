@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from mash.lag_exporter import ExporterState, LagSnapshot, PartitionLag, build_registry
 from services.common.health import (
     Bounds,
     HealthCollector,
@@ -17,7 +18,6 @@ from services.common.health import (
     ProbeSnapshot,
 )
 from services.common.metrics import ServiceMetrics
-from services.tools.lag_exporter import ExporterState, LagSnapshot, PartitionLag, build_registry
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text()
 #: prometheus-client's default collectors; README names them as families, not row by row.

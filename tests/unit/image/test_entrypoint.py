@@ -10,7 +10,7 @@ import pytest
 from deploy.image import entrypoint
 from deploy.image.entrypoint import MASH_COMMANDS, SERVICES, UsageError, command_for
 from deploy.local import pipeline
-from services.tools.cli import build_parser
+from mash.cli import build_parser
 
 PY = "/opt/mash/bin/python"
 
@@ -21,7 +21,7 @@ def test_a_service_name_runs_that_service(service: str) -> None:
 
 
 def test_the_lag_exporter_runs_its_module() -> None:
-    assert command_for(["lag-exporter"], PY) == [PY, "-m", "services.tools.lag_exporter"]
+    assert command_for(["lag-exporter"], PY) == [PY, "-m", "mash.lag_exporter"]
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_the_lag_exporter_runs_its_module() -> None:
     ],
 )
 def test_mash_commands_and_options_go_to_the_cli_with_every_argument(args: list[str]) -> None:
-    assert command_for(args, PY) == [PY, "-m", "services.tools", *args]
+    assert command_for(args, PY) == [PY, "-m", "mash", *args]
 
 
 @pytest.mark.parametrize("args", [[], [""], ["intak"], ["bash"], ["Intake"]])

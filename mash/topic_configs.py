@@ -33,6 +33,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
+from mash.deadletters import CliHooks
+from mash.errors import EXIT_OK, ToolError, UsageError, start_client
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import PLAINTEXT, kafka_client_security
 from services.common.readme_tables import replace_table
@@ -45,8 +47,6 @@ from services.common.topics import (
     with_min_insync_replicas,
 )
 from services.common.topology import TopologyError, load_topology
-from services.tools.deadletters import CliHooks
-from services.tools.errors import EXIT_OK, ToolError, UsageError, start_client
 
 #: The configs this command owns on every product topic.
 OWNED_CONFIGS = ("cleanup.policy", "retention.ms", "max.message.bytes", "min.insync.replicas")
@@ -425,7 +425,7 @@ def register(
 # --- the README table ----------------------------------------------------------------
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-TABLE_START = "<!-- retention-table:start (python -m services.tools.topic_configs readme) -->"
+TABLE_START = "<!-- retention-table:start (python -m mash.topic_configs readme) -->"
 TABLE_END = "<!-- retention-table:end -->"
 
 
@@ -461,7 +461,7 @@ def replace_readme_table(readme: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``table`` prints the README's topic-config table; ``readme`` rewrites it there."""
-    parser = argparse.ArgumentParser(prog="python -m services.tools.topic_configs")
+    parser = argparse.ArgumentParser(prog="python -m mash.topic_configs")
     parser.add_argument("command", choices=("table", "readme"))
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)

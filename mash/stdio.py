@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from services.tools.errors import ToolError
+from mash.errors import ToolError
 
 STDIO = "-"
 

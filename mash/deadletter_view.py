@@ -21,11 +21,11 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
+from mash.replay import Selection, TopicSource
 from schemas.base import printable, unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE
 from schemas.events import DeadLetter, DeadLetterReason
 from services.common.kafka_security import PLAINTEXT
-from services.tools.replay import Selection, TopicSource
 
 # --- pure parts: reading a dead letter -------------------------------------------------
 

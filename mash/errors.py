@@ -1,6 +1,6 @@
 """The two ways a ``mash`` command fails, each with its exit code.
 
-Both carry a one-line message; :func:`services.tools.cli.main` prints it on stderr and
+Both carry a one-line message; :func:`mash.cli.main` prints it on stderr and
 exits with the code, so a script can tell "you asked wrongly" (2) from "it went wrong" (1).
 """
 

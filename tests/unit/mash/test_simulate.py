@@ -10,15 +10,9 @@ from typing import Any
 
 import pytest
 
-from schemas.base import is_valid_nhs_number
-from schemas.cloudevents import ContractError, decode, validate_data
-from schemas.inbound import PoliceNotification, Referral
-from schemas.types import ce_type_of
-from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
-from services.common.topology import Topology, load_topology
-from services.tools.errors import UsageError
-from services.tools.jsonl import to_line
-from services.tools.simulate import (
+from mash.errors import UsageError
+from mash.jsonl import to_line
+from mash.simulate import (
     ADULT_NAMES,
     ASSUMPTIONS,
     GIVEN_NAMES,
@@ -29,6 +23,12 @@ from services.tools.simulate import (
     load_calibration,
     summarise,
 )
+from schemas.base import is_valid_nhs_number
+from schemas.cloudevents import ContractError, decode, validate_data
+from schemas.inbound import PoliceNotification, Referral
+from schemas.types import ce_type_of
+from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
+from services.common.topology import Topology, load_topology
 
 ACCEPTED: dict[str, dict[str, Any]] = {
     INBOUND_POLICE: {ce_type_of(PoliceNotification): PoliceNotification},

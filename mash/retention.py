@@ -41,7 +41,7 @@ Scheduling: once a day is plenty. With cron, on a host that has the ``mash`` com
 
 On Kubernetes, a CronJob running the services' image with that role's ``DATABASE_URL``
 secret: ``schedule: "17 2 * * *"``, ``concurrencyPolicy: Forbid`` (overlapping runs are
-safe, only wasteful), command ``["python", "-m", "services.tools", "purge"]``. A non-zero
+safe, only wasteful), command ``["python", "-m", "mash", "purge"]``. A non-zero
 exit (database unreachable) fails the Job, which the cluster's alerting on failed Jobs
 reports.
 """
@@ -58,9 +58,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from mash.deadletters import CliHooks
+from mash.errors import EXIT_OK, ToolError
 from services.common.settings import Settings
-from services.tools.deadletters import CliHooks
-from services.tools.errors import EXIT_OK, ToolError
 
 #: ``audit_log`` coordinates of a purge run.
 AUDIT_SERVICE = "mash-cli"
@@ -261,7 +261,7 @@ examples:
   MASH_RAW_PAYLOAD_RETENTION_DAYS=90 mash purge --by dpo-1
 
 Schedule it daily (cron: 17 2 * * * mash purge; Kubernetes: a CronJob running
-python -m services.tools purge). Safe to repeat and to run twice at once.
+python -m mash purge). Safe to repeat and to run twice at once.
 """
 
 

@@ -2,7 +2,7 @@
 
 Sources: a topic (all partitions or some; an offset range; a time range by broker
 timestamp, located with ``offsets_for_times``) or a JSONL file. Targets: a topic or a
-JSONL file (format in :mod:`services.tools.jsonl`). Keys, values and headers are copied
+JSONL file (format in :mod:`mash.jsonl`). Keys, values and headers are copied
 byte for byte. Writing is rate-limited on request and resumable: a checkpoint file holds
 the last position done per source partition (or the last line of a file source) and, for
 a file target, its length at that moment, so a resumed copy neither skips nor repeats a
@@ -32,14 +32,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.progress import Progress
 
+from mash.errors import ToolError, UsageError, start_client
+from mash.jsonl import LineError, ReplayRecord, from_line, to_line
+from mash.naming import contract_name, deployed, is_inbound
+from mash.stdio import is_stdio
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import PLAINTEXT
 from services.common.lag import stop_consumer
 from services.common.topics import TopicSpec
-from services.tools.errors import ToolError, UsageError, start_client
-from services.tools.jsonl import LineError, ReplayRecord, from_line, to_line
-from services.tools.naming import contract_name, deployed, is_inbound
-from services.tools.stdio import is_stdio
 
 #: Save the checkpoint at least this often (seconds) and every this many records.
 CHECKPOINT_SECONDS = 1.0

@@ -1,6 +1,6 @@
 """Consumer lag of the ``mash-*`` consumer groups, measured from outside the workers.
 
-    python -m services.tools.lag_exporter     # /metrics, /healthz, /readyz on :9105
+    python -m mash.lag_exporter     # /metrics, /healthz, /readyz on :9105
 
 Each worker measures the lag of the partitions it holds (:mod:`services.common.lag`), and
 those series vanish with it: a worker that crashed, or a pod that never came back, leaves

@@ -1,4 +1,4 @@
 """Developer tooling: the ``mash`` command (replay, simulate, whatif, topics).
 
-Entry point :func:`services.tools.cli.main`; also ``python -m services.tools``.
+Entry point :func:`mash.cli.main`; also ``python -m mash``.
 """

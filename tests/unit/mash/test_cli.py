@@ -3,14 +3,11 @@ Nothing here needs a broker: what is checked happens before any connection."""
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
-from services.tools import whatif
-from services.tools.cli import main
+from mash.cli import main
 
 UNREACHABLE = "127.0.0.1:1"
 
@@ -35,7 +32,7 @@ def test_simulate_help_states_the_simulators_assumptions(
     out = " ".join(capsys.readouterr().out.split())
     for said in ("assumptions", "about 1,000 contacts a week", "Synthetic people only"):
         assert said in out
-    assert "services/tools/simulation.yaml" in out
+    assert "mash/simulation.yaml" in out
 
 
 def test_the_top_level_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,22 +118,3 @@ def test_simulate_to_a_file_is_reproducible_and_refuses_to_overwrite(
     assert "--overwrite" in one_error_line(capsys)
     assert main([*common, "--to-file", str(first), "--overwrite", "--seed", "5"]) == 0
     assert first.read_bytes() != second.read_bytes()
-
-
-def test_whatif_without_the_screening_module_exits_2_with_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(whatif, "WHATIF_MODULE", "services.screening.not_there_whatif")
-    assert main(["whatif", "c.jsonl", "--candidate", "b"]) == 2
-    assert "whatif is not available" in one_error_line(capsys)
-
-
-def test_whatif_without_what_it_needs_of_the_screening_module_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    module = types.ModuleType("fake_whatif_for_test")
-    module.main = lambda argv: 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_whatif_for_test", module)
-    monkeypatch.setattr(whatif, "WHATIF_MODULE", "fake_whatif_for_test")
-    assert main(["whatif", "c.jsonl", "--candidate", "b"]) == 2
-    assert "fake_whatif_for_test has no run_whatif" in one_error_line(capsys)

@@ -17,9 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from mash.errors import ToolError, start_client
 from services.common.kafka_security import PLAINTEXT
 from services.common.topics import TopicNames
-from services.tools.errors import ToolError, start_client
 
 
 @dataclass(frozen=True)

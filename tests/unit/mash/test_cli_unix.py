@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from mash.cli import build_parser, main
+from mash.simulate import DEFAULT_CALIBRATION
 from services.common.kafka import make_app
 from services.common.settings import Settings
 from services.screening.engine import RULESETS_DIR
-from services.tools.cli import build_parser, main
-from services.tools.simulate import DEFAULT_CALIBRATION
 from tests.support import REPO, mash_into_closed_pipe
 from tests.unit.screening.test_history import T0, police_at
 from tests.unit.screening.test_whatif import candidate, write_jsonl
 
-MASH = [sys.executable, "-m", "services.tools"]
+MASH = [sys.executable, "-m", "mash"]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 TOOLING = README.split("## Developer tooling: `mash`", 1)[1].split("\n## ", 1)[0]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.tools.inventory import group_lag, product_topics, wanted_group
+from mash.inventory import group_lag, product_topics, wanted_group
 
 
 def test_the_product_topics_include_each_hubs_queues_under_the_prefix() -> None:

@@ -1,27 +1,24 @@
 """``mash whatif``: the screening what-if with ``mash``'s conventions.
 
 The what-if itself (two rule-set versions over a JSONL of contacts, the outcome matrix
-and the contacts that move) belongs to screening: ``services/screening/whatif.py``. This
-wrapper imports it only when the command is used, so every other ``mash`` command works
-without it, and gives it what every ``mash`` command does: ``-`` for stdin and stdout,
-``--json`` on stdout, and errors as one line naming what the user typed.
+and the contacts that move) belongs to screening: ``services/screening/whatif.py``,
+imported here directly (the CLI ships with the services). This wrapper gives it what
+every ``mash`` command does: ``-`` for stdin and stdout, ``--json`` on stdout, and
+errors as one line naming what the user typed.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from services.tools.errors import EXIT_OK, ToolError, UsageError
-from services.tools.stdio import is_stdio, reading, writing
-
-#: The module that does the work, and what ``mash`` uses of it.
-WHATIF_MODULE = "services.screening.whatif"
-NEEDED = ("run_whatif", "contacts_from_lines", "load_rule_set", "RuleSetError")
+from mash.errors import EXIT_OK, ToolError, UsageError
+from mash.stdio import is_stdio, reading, writing
+from services.screening.engine import RuleSet, RuleSetError, load_rule_set
+from services.screening.whatif import contacts_from_lines
+from services.screening.whatif import run_whatif as compare_rule_sets
 
 
 @dataclass(frozen=True)
@@ -35,25 +32,10 @@ class WhatIfRequest:
     csv_out: Path | None = None
 
 
-def _screening() -> Any:
+def _rule_set(given: str) -> RuleSet:
     try:
-        module = importlib.import_module(WHATIF_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name not in (WHATIF_MODULE, "services.screening"):
-            raise  # the module exists but something it imports is missing: a real fault
-        raise UsageError(
-            f"whatif is not available in this build: {WHATIF_MODULE} is not installed"
-        ) from None
-    missing = [name for name in NEEDED if not hasattr(module, name)]
-    if missing:
-        raise UsageError(f"whatif is not available: {WHATIF_MODULE} has no {missing[0]}")
-    return module
-
-
-def _rule_set(screening: Any, given: str) -> Any:
-    try:
-        return screening.load_rule_set(given)
-    except screening.RuleSetError as exc:
+        return load_rule_set(given)
+    except RuleSetError as exc:
         # The engine's messages are "<file it opened>: <problem>"; for a shipped name that
         # file is inside the install, which tells the user nothing: name what they typed.
         problem = str(exc).partition(": ")[2] or str(exc)
@@ -68,12 +50,11 @@ def run_whatif(request: WhatIfRequest) -> int:
     """
     if is_stdio(request.json_out) and is_stdio(request.csv_out):
         raise UsageError("--json and --csv cannot both go to stdout")
-    screening = _screening()
-    baseline = _rule_set(screening, request.baseline)
-    candidate = _rule_set(screening, request.candidate)
+    baseline = _rule_set(request.baseline)
+    candidate = _rule_set(request.candidate)
     with reading(request.contacts) as lines:
         try:
-            result = screening.run_whatif(screening.contacts_from_lines(lines), baseline, candidate)
+            result = compare_rule_sets(contacts_from_lines(lines), baseline, candidate)
         except (OSError, UnicodeDecodeError) as exc:
             problem = getattr(exc, "strerror", None) or "not UTF-8 text"
             raise ToolError(f"cannot read {request.contacts} ({problem})") from None

@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from mash.topic_configs import (
+    OWNED_CONFIGS,
+    ApplyResult,
+    ConfigChange,
+    CurrentConfig,
+    config_changes,
+    product_specs,
+    replace_readme_table,
+    retention_table,
+)
 from services.common.settings import SettingsError, load_settings
 from services.common.topics import (
     DAY_MS,
@@ -20,16 +30,6 @@ from services.common.topics import (
     with_min_insync_replicas,
 )
 from services.common.topology import load_topology
-from services.tools.topic_configs import (
-    OWNED_CONFIGS,
-    ApplyResult,
-    ConfigChange,
-    CurrentConfig,
-    config_changes,
-    product_specs,
-    replace_readme_table,
-    retention_table,
-)
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 TOPOLOGIES = ("two-hubs", "central", "four-areas")
@@ -112,6 +112,6 @@ def test_min_insync_replicas_follows_the_replication_factor_and_never_exceeds_it
 def test_the_readme_topic_config_table_is_generated_from_the_rules() -> None:
     text = README.read_text(encoding="utf-8")
     assert replace_readme_table(text) == text, (
-        "README's topic-config table is stale: python -m services.tools.topic_configs readme"
+        "README's topic-config table is stale: python -m mash.topic_configs readme"
     )
     assert retention_table() in text

@@ -34,6 +34,9 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mash.errors import UsageError
+from mash.jsonl import ReplayRecord
+from mash.stdio import is_stdio
 from schemas.base import ContractModel, nhs_check_digit
 from schemas.cloudevents import encode_binary, encode_structured
 from schemas.inbound import PoliceNotification, Referral
@@ -41,15 +44,12 @@ from schemas.types import ce_type_of
 from services.common.ids import derive_id
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import Topology
-from services.tools.errors import UsageError
-from services.tools.jsonl import ReplayRecord
-from services.tools.stdio import is_stdio
 
 #: The shipped calibration.
 DEFAULT_CALIBRATION = Path(__file__).with_name("simulation.yaml")
 
 #: What ``mash simulate --help`` says the simulator assumes: the shipped calibration's
-#: figures (tests/unit/tools/test_simulate.py checks them against ``simulation.yaml``) and
+#: figures (tests/unit/mash/test_simulate.py checks them against ``simulation.yaml``) and
 #: what the generator below does with them.
 ASSUMPTIONS = """\
 assumptions (the shipped calibration's figures; --calibration changes them):
@@ -72,7 +72,7 @@ assumptions (the shipped calibration's figures; --calibration changes them):
              fixed abode.
   rates      1% bad messages on top (--bad-rate), each built for one dead-letter
              reason; 10% structured mode; --rate caps messages a second (default none).
-Calibration: services/tools/simulation.yaml. Volume, repeats and the South's share are
+Calibration: mash/simulation.yaml. Volume, repeats and the South's share are
 docs/domain.md's "Figures from the source review" (Birmingham 2012-13; volume and repeats
 2022); children's presence at domestic abuse is tuned so screening lands near its split
 (about 30% no further action, 40% single agency, 7-13% initial assessment, 24-27% s47);

@@ -1,8 +1,8 @@
 """``mash deadletters``: find, read, fix and redrive dead letters.
 
-``list`` finds them, ``show`` decodes one (:mod:`services.tools.deadletter_view`),
+``list`` finds them, ``show`` decodes one (:mod:`mash.deadletter_view`),
 ``redrive`` re-publishes the original, or a corrected value, onto its original topic under a
-new event id, audited in PostgreSQL (:mod:`services.tools.redrive`). :func:`register` adds
+new event id, audited in PostgreSQL (:mod:`mash.redrive`). :func:`register` adds
 the subcommand to ``mash``.
 
 What ``show`` and ``redrive --dry-run`` print is the hub's data (names, dates of birth,
@@ -25,11 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 
-from schemas.events import DeadLetterReason
-from services.common.kafka_security import kafka_client_security
-from services.common.settings import Settings
-from services.common.topics import DEAD_LETTER
-from services.tools.deadletter_view import (
+from mash.deadletter_view import (
     LetterFilter,
     detail,
     find,
@@ -39,17 +35,21 @@ from services.tools.deadletter_view import (
     summary,
     table,
 )
-from services.tools.errors import EXIT_OK, ToolError, UsageError
-from services.tools.naming import deployed
-from services.tools.redrive import (
+from mash.errors import EXIT_OK, ToolError, UsageError
+from mash.naming import deployed
+from mash.redrive import (
     REDRIVABLE_UNCHANGED,
     RedriveRequest,
     parse_header_option,
     run_redrive,
     staff_id,
 )
-from services.tools.replay import parse_instant
-from services.tools.stdio import is_stdio
+from mash.replay import parse_instant
+from mash.stdio import is_stdio
+from schemas.events import DeadLetterReason
+from services.common.kafka_security import kafka_client_security
+from services.common.settings import Settings
+from services.common.topics import DEAD_LETTER
 
 T = TypeVar("T")
 

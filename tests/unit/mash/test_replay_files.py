@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from rich.progress import Progress
 
-from services.tools.errors import UsageError
-from services.tools.jsonl import ReplayRecord, read_jsonl, to_line
-from services.tools.progress import make_progress
-from services.tools.replay import Checkpoint, ReplayOptions, Selection, run_replay
+from mash.errors import UsageError
+from mash.jsonl import ReplayRecord, read_jsonl, to_line
+from mash.progress import make_progress
+from mash.replay import Checkpoint, ReplayOptions, Selection, run_replay
 
 NO_BROKER = ["127.0.0.1:1"]
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 from prometheus_client import generate_latest
 
-from services.common.settings import Settings
-from services.tools.lag_exporter import (
+from mash.lag_exporter import (
     ExporterState,
     LagSnapshot,
     PartitionLag,
@@ -16,6 +15,7 @@ from services.tools.lag_exporter import (
     measure,
     stalled_since,
 )
+from services.common.settings import Settings
 from tests.integration.harness import sample
 
 NOW = 5_000.0

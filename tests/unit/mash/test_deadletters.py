@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 
-from schemas import examples as ex
-from schemas.events import DeadLetter, DeadLetterReason
-from services.tools.cli import main
-from services.tools.deadletter_view import LetterFilter, parse_dead_letters, source_of, summary
-from services.tools.errors import UsageError
-from services.tools.redrive import (
+from mash.cli import main
+from mash.deadletter_view import LetterFilter, parse_dead_letters, source_of, summary
+from mash.errors import UsageError
+from mash.redrive import (
     REDRIVABLE_UNCHANGED,
     PastRedrive,
     draft_redrive,
@@ -27,6 +25,8 @@ from services.tools.redrive import (
     refusal,
     staff_id,
 )
+from schemas import examples as ex
+from schemas.events import DeadLetter, DeadLetterReason
 
 UNREACHABLE = "127.0.0.1:1"
 

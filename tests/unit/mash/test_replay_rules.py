@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.tools.errors import ToolError, UsageError
-from services.tools.jsonl import ReplayRecord
-from services.tools.replay import (
+from mash.errors import ToolError, UsageError
+from mash.jsonl import ReplayRecord
+from mash.replay import (
     Checkpoint,
     Pacer,
     Selection,

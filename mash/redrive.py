@@ -21,14 +21,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from schemas.base import unsafe_text
-from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
-from schemas.events import DeadLetter, DeadLetterReason
-from services.common.ids import derive_id
-from services.common.kafka_security import kafka_client_security
-from services.common.settings import Settings
-from services.common.topics import DEAD_LETTER
-from services.tools.deadletter_view import (
+from mash.deadletter_view import (
     LetterFilter,
     bytes_json,
     find,
@@ -39,9 +32,16 @@ from services.tools.deadletter_view import (
     original_value,
     record_lines,
 )
-from services.tools.errors import ToolError, UsageError, start_client
-from services.tools.naming import deployed
-from services.tools.replay import topic_partition_counts
+from mash.errors import ToolError, UsageError, start_client
+from mash.naming import deployed
+from mash.replay import topic_partition_counts
+from schemas.base import unsafe_text
+from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
+from schemas.events import DeadLetter, DeadLetterReason
+from services.common.ids import derive_id
+from services.common.kafka_security import kafka_client_security
+from services.common.settings import Settings
+from services.common.topics import DEAD_LETTER
 
 #: Reasons a redrive of the same bytes can cure: the event was well formed but named a
 #: contact or item not (yet) held, or arrived before the state it changes. Every other

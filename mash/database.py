@@ -18,6 +18,8 @@ from typing import Any
 
 import asyncpg
 
+from mash.deadletters import CliHooks
+from mash.errors import EXIT_OK, ToolError
 from services.common.database_roles import (
     MigrateError,
     MigrateReport,
@@ -28,8 +30,6 @@ from services.common.database_roles import (
     replace_readme_table,
     table,
 )
-from services.tools.deadletters import CliHooks
-from services.tools.errors import EXIT_OK, ToolError
 
 DB_EXAMPLES = """\
 examples:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.tools.naming import contract_name, deployed, is_inbound
+from mash.naming import contract_name, deployed, is_inbound
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from services.common.kafka_security import kafka_client_security
-from services.common.metrics import build_version
-from services.common.settings import Settings, SettingsError, load_settings
-from services.common.topology import TopologyError, load_topology
-from services.tools.errors import (
+from mash.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_OK,
     EXIT_USAGE,
@@ -40,11 +36,11 @@ from services.tools.errors import (
     ToolError,
     UsageError,
 )
-from services.tools.inventory import inventory, product_topics
-from services.tools.jsonl import to_line
-from services.tools.naming import deployed
-from services.tools.progress import make_progress
-from services.tools.replay import (
+from mash.inventory import inventory, product_topics
+from mash.jsonl import to_line
+from mash.naming import deployed
+from mash.progress import make_progress
+from mash.replay import (
     ReplayOptions,
     Selection,
     checkpoint_path_for,
@@ -52,7 +48,7 @@ from services.tools.replay import (
     publish_records,
     run_replay,
 )
-from services.tools.simulate import (
+from mash.simulate import (
     ASSUMPTIONS,
     DEFAULT_START,
     SimulationRequest,
@@ -61,8 +57,12 @@ from services.tools.simulate import (
     load_calibration,
     summarise,
 )
-from services.tools.stdio import is_stdio
-from services.tools.whatif import WhatIfRequest, run_whatif
+from mash.stdio import is_stdio
+from mash.whatif import WhatIfRequest, run_whatif
+from services.common.kafka_security import kafka_client_security
+from services.common.metrics import build_version
+from services.common.settings import Settings, SettingsError, load_settings
+from services.common.topology import TopologyError, load_topology
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -132,7 +132,7 @@ examples:
   mash simulate --seed 7 --count 200 --bad-rate 0.05 --rate 20 --to-kafka
   # a capacity test on today's clock (deadlines run from now, not from a past week)
   mash simulate --start today --weeks 1 --rate 100 --to-kafka
-  # a month with your own mix (a changed copy of services/tools/simulation.yaml), summary
+  # a month with your own mix (a changed copy of mash/simulation.yaml), summary
   # as JSON
   mash simulate --weeks 4 --calibration my-mix.yaml --to-file month.jsonl --json
 
@@ -367,12 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--json", action="store_true", help="JSON instead of the table")
     topics.set_defaults(handler=_topics)
 
-    # mash deadletters: its options and handlers live in services/tools/deadletters.py,
+    # mash deadletters: its options and handlers live in mash/deadletters.py,
     # which borrows this module's conventions (common options, settings, signals); so do
     # mash topics --apply (topic_configs.py), mash purge (retention.py) and mash db
     # (database.py).
-    from services.tools import database, retention, topic_configs
-    from services.tools.deadletters import CliHooks, register
+    from mash import database, retention, topic_configs
+    from mash.deadletters import CliHooks, register
 
     hooks = CliHooks(common=_common, settings=_settings, run=_run, formatter_class=_FORMATTER)
     register(commands, hooks)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.tools.jsonl import LineError, ReplayRecord, from_line, read_jsonl, to_line
+from mash.jsonl import LineError, ReplayRecord, from_line, read_jsonl, to_line
 
 AWKWARD = ReplayRecord(
     topic="t1.mash.inbound.referrals.v1",

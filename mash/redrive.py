@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 
+from mash.brokers import require_topics, start_producer
 from mash.deadletter_view import (
     LetterFilter,
     bytes_json,
@@ -32,9 +32,8 @@ from mash.deadletter_view import (
     original_value,
     record_lines,
 )
-from mash.errors import ToolError, UsageError, start_client
+from mash.errors import ToolError, UsageError
 from mash.naming import deployed
-from mash.replay import topic_partition_counts
 from schemas.base import unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
 from schemas.events import DeadLetter, DeadLetterReason
@@ -332,14 +331,6 @@ def select_for_redrive(letters: Sequence[DeadLetter], request: RedriveRequest) -
     return [d for d in letters if wanted.accepts(d)]
 
 
-async def _producer(bootstrap: list[str], security: Mapping[str, Any]) -> Any:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **security
-    )
-    await start_client(producer, bootstrap)
-    return producer
-
-
 async def run_redrive(
     settings: Settings, request: RedriveRequest, say: Callable[[str], None]
 ) -> int:
@@ -359,14 +350,13 @@ async def run_redrive(
         (letter, draft_redrive(letter, request.payload, request.header_changes))
         for letter in letters
     ]
-    counts = await topic_partition_counts(
-        settings.bootstrap_list, {d.topic for _, d in drafts}, security=security
-    )
-    missing = sorted({d.topic for _, d in drafts} - set(counts))
-    if missing:
-        raise ToolError(f"topic {missing[0]} does not exist")
+    await require_topics(settings.bootstrap_list, {d.topic for _, d in drafts}, security=security)
     conn = await _connect(settings.database_url)
-    producer = None if request.dry_run else await _producer(settings.bootstrap_list, security)
+    producer = (
+        None
+        if request.dry_run
+        else await start_producer(settings.bootstrap_list, security=security)
+    )
     sent = 0
     try:
         for letter, draft in drafts:

@@ -620,12 +620,17 @@ CLIENTS = {"AIOKafkaProducer", "AIOKafkaConsumer", "AIOKafkaAdminClient"}
 HELPERS = {
     "ensure_topics", "OutboxRelay", "ConsumerProbe", "OffsetClients", "LagExporter",
     "TopicSource", "TopicSink", "topic_partition_counts", "prepare_topics",
-    "publish_records", "inventory", "load", "ReplayOptions",
+    "publish_records", "inventory", "load", "ReplayOptions", "require_topics",
+    "start_producer",
 }  # fmt: skip
 
 
 def _product_sources() -> list[Path]:
-    return [*sorted((REPO / "services").rglob("*.py")), REPO / "deploy/local/pipeline.py"]
+    return [
+        *sorted((REPO / "services").rglob("*.py")),
+        *sorted((REPO / "mash").rglob("*.py")),
+        REPO / "deploy/local/pipeline.py",
+    ]
 
 
 def _called(node: ast.Call) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from mash.deadletters import CliHooks
-from mash.errors import EXIT_OK, ToolError
+from mash.errors import EXIT_OK, ToolError, connect_database
 from services.common.database_roles import (
     MigrateError,
     MigrateReport,
@@ -120,13 +120,7 @@ def _migrate(args: argparse.Namespace, hooks: CliHooks) -> int:
 
 
 async def _migrate_dsn(dsn: str, doc: RolesFile, dry_run: bool) -> MigrateReport:
-    try:
-        conn = await asyncpg.connect(dsn, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        # The DSN is not printed: it may hold a password.
-        raise ToolError(
-            f"cannot reach PostgreSQL at DATABASE_URL ({type(exc).__name__}: {exc})"
-        ) from None
+    conn = await connect_database(dsn)
     try:
         return await migrate(conn, doc, dry_run=dry_run)
     except (MigrateError, RuntimeError, asyncpg.PostgresError) as exc:

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from typing import Any
 
+import asyncpg
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -55,3 +57,14 @@ async def start_client(client: Any, bootstrap: list[str]) -> None:
         raise ToolError(
             f"cannot reach Kafka at {','.join(bootstrap)} ({type(exc).__name__})"
         ) from exc
+
+
+async def connect_database(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
+    """Connect to PostgreSQL for a ``mash`` command (bounded at 10 s); when it does not
+    answer or refuses, raise ToolError naming the kind of failure, never the DSN (it may
+    hold a password)."""
+    try:
+        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(dsn, timeout=10)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise ToolError(f"cannot reach PostgreSQL at DATABASE_URL ({type(exc).__name__})") from exc
+    return conn

@@ -32,7 +32,7 @@ from mash.deadletter_view import (
     original_value,
     record_lines,
 )
-from mash.errors import ToolError, UsageError
+from mash.errors import ToolError, UsageError, connect_database
 from mash.naming import deployed
 from schemas.base import unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
@@ -268,15 +268,6 @@ def staff_id(text: str) -> str:
 # --- I/O -------------------------------------------------------------------------------
 
 
-async def _connect(dsn: str) -> asyncpg.Connection[asyncpg.Record]:
-    try:
-        conn: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(dsn, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        # The DSN is not printed: it may hold a password.
-        raise ToolError(f"cannot reach PostgreSQL at DATABASE_URL ({type(exc).__name__})") from exc
-    return conn
-
-
 async def _past_redrives(
     conn: asyncpg.Connection[asyncpg.Record], dead_letter_id: str
 ) -> list[PastRedrive]:
@@ -351,7 +342,7 @@ async def run_redrive(
         for letter in letters
     ]
     await require_topics(settings.bootstrap_list, {d.topic for _, d in drafts}, security=security)
-    conn = await _connect(settings.database_url)
+    conn = await connect_database(settings.database_url)
     producer = (
         None
         if request.dry_run

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from mash.deadletters import CliHooks
-from mash.errors import EXIT_OK, ToolError
+from mash.errors import EXIT_OK, ToolError, connect_database
 from services.common.settings import Settings
 
 #: ``audit_log`` coordinates of a purge run.
@@ -241,11 +241,7 @@ async def purge(
 
 
 async def _run_purge(settings: Settings, *, dry_run: bool, actor: str) -> list[Purged]:
-    try:
-        conn: Connection = await asyncpg.connect(settings.database_url, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        # The DSN is not printed: it may hold a password.
-        raise ToolError(f"cannot reach PostgreSQL at DATABASE_URL ({type(exc).__name__})") from exc
+    conn = await connect_database(settings.database_url)
     try:
         return await purge(conn, settings, dry_run=dry_run, actor=actor)
     except asyncpg.PostgresError as exc:

@@ -150,7 +150,7 @@ class Binding:
 
 def load(path: Path = PRINCIPALS_FILE) -> PrincipalsFile:
     """Parse and validate the principals file; PrincipalsError names what is wrong."""
-    return load_yaml_model(path, PrincipalsFile, PrincipalsError)
+    return load_yaml_model(path, PrincipalsFile, PrincipalsError, what="principals")
 
 
 # --------------------------------------------------------------------------- README table

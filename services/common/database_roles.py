@@ -147,7 +147,7 @@ class RolesFile(BaseModel):
 
 def load_roles(path: Path = ROLES_FILE) -> RolesFile:
     """Parse and validate the roles file; RolesError names what is wrong."""
-    return load_yaml_model(path, RolesFile, RolesError)
+    return load_yaml_model(path, RolesFile, RolesError, what="database roles")
 
 
 # ----------------------------------------------------------------------- the catalogue

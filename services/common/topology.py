@@ -17,16 +17,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from services.common.yaml_files import load_yaml_model
 
 #: Folder of the shipped topologies (two-hubs is the default, see Settings.topology).
 TOPOLOGIES_DIR = Path(__file__).parent / "topologies"
@@ -202,48 +195,11 @@ class Topology(BaseModel):
         )
 
 
-def _one_line(error: ValidationError) -> str:
-    """The first validation problem as ``where: what`` on a single line."""
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    text = f"{where}: {message}" if where else message
-    more = error.error_count() - 1
-    return text + (f" (and {more} more problem(s))" if more else "")
-
-
-def _topology_path(name_or_path: str) -> Path:
-    # A bare name ("central") is a shipped topology; anything that looks like a file is a path.
-    looks_like_path = (
-        "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
-    )
-    if looks_like_path:
-        return Path(name_or_path)
-    path = TOPOLOGIES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        shipped = sorted(p.stem for p in TOPOLOGIES_DIR.glob("*.yaml"))
-        raise TopologyError(f"no shipped topology named {name_or_path!r} (shipped: {shipped})")
-    return path
-
-
 def load_topology(name_or_path: str) -> Topology:
     """Load and check a topology: a shipped name (``two-hubs``) or a path to a YAML file.
 
     Raises TopologyError with a one-line message naming the file and the problem.
     """
-    path = _topology_path(name_or_path)
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TopologyError(f"{path}: cannot read topology file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise TopologyError(f"{path}: not valid YAML{line}: {problem}") from exc
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{path}: expected a mapping with name, default_hub, hubs, areas")
-    try:
-        return Topology.model_validate(raw)
-    except ValidationError as exc:
-        raise TopologyError(f"{path}: {_one_line(exc)}") from exc
+    return load_yaml_model(
+        name_or_path, Topology, TopologyError, what="topology", shipped_in=TOPOLOGIES_DIR
+    )

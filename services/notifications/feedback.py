@@ -37,13 +37,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Outcome
 from schemas.events import Contact, Routed, SourceCoordinates
 from services.common.ids import derive_id
 from services.common.topology import Topology
+from services.common.yaml_files import load_yaml_model
 from services.notifications.firewall import Disclosure, disclose
 
 FeedbackAudience = Literal["professional", "public", "police_force"]
@@ -69,9 +69,13 @@ class Wording(BaseModel):
         return f"{self.update_preface} {words}" if update else words
 
 
+class WordingError(ValueError):
+    """The outcome wording file is missing, unreadable or incomplete (one-line message)."""
+
+
 def load_wording(path: Path = WORDING_FILE) -> Wording:
-    """Read and check the outcome wording."""
-    return Wording.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    """Read and check the outcome wording; WordingError names the file and the problem."""
+    return load_yaml_model(path, Wording, WordingError, what="outcome wording")
 
 
 WORDING = load_wording()

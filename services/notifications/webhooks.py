@@ -38,17 +38,19 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from schemas.cloudevents import encode_binary, encode_structured
 from schemas.events import Feedback
+from services.common.yaml_files import load_yaml_model
 
 Mode = Literal["structured", "binary"]
 
 SIGNATURE_HEADER = "X-Mash-Signature-256"
 DELIVERY_HEADER = "X-Mash-Delivery-Id"
 EXAMPLE_FILE = Path(__file__).with_name("webhooks.example.yaml")
+#: What the file is called in its one-line errors (services/common/yaml_files.py).
+_NAME_IN_ERRORS = "webhook configuration"
 
 
 class WebhookConfigError(ValueError):
@@ -121,15 +123,21 @@ class WebhookConfig:
 
 def parse_webhooks(text: str, environ: Mapping[str, str], where: str = "<text>") -> WebhookConfig:
     """Parse and check a webhook configuration; secrets are looked up in ``environ``."""
-    try:
-        raw = yaml.safe_load(text) or {}
-        parsed = WebhooksFile.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise WebhookConfigError(f"{where}: not YAML ({exc.__class__.__name__})") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise WebhookConfigError(f"{where}: {loc}: {first['msg']}") from None
+    parsed = load_yaml_model(
+        where, WebhooksFile, WebhookConfigError, what=_NAME_IN_ERRORS, text=text
+    )
+    return _with_secrets(parsed, environ, where)
+
+
+def load_webhooks(path: str | Path, environ: Mapping[str, str] | None = None) -> WebhookConfig:
+    """Read the webhook configuration file at ``path`` (secrets from the environment)."""
+    parsed = load_yaml_model(Path(path), WebhooksFile, WebhookConfigError, what=_NAME_IN_ERRORS)
+    return _with_secrets(parsed, os.environ if environ is None else environ, str(path))
+
+
+def _with_secrets(parsed: WebhooksFile, environ: Mapping[str, str], where: str) -> WebhookConfig:
+    # Each agency's secret, from the environment variable it names or (tests, local runs)
+    # written in the file; exactly one of the two, and long enough to sign with.
     endpoints: dict[str, Endpoint] = {}
     for agency_id, cfg in parsed.agencies.items():
         if (cfg.secret is None) == (cfg.secret_env is None):
@@ -152,15 +160,6 @@ def parse_webhooks(text: str, environ: Mapping[str, str], where: str = "<text>")
             )
         endpoints[agency_id] = Endpoint(agency_id, cfg.url, cfg.mode, secret.encode())
     return WebhookConfig(parsed.delivery, endpoints)
-
-
-def load_webhooks(path: str | Path, environ: Mapping[str, str] | None = None) -> WebhookConfig:
-    """Read the webhook configuration file at ``path`` (secrets from the environment)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WebhookConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    return parse_webhooks(text, os.environ if environ is None else environ, str(path))
 
 
 def signature(secret: bytes, body: bytes) -> str:

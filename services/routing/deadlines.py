@@ -33,13 +33,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Literal, cast, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.inbound import QueueUpdateStatus
 from services.common.calendar import OfficeHours, WorkingCalendar
+from services.common.yaml_files import load_yaml_model
 
 #: The shipped defaults.
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("deadlines.yaml")
@@ -165,36 +165,13 @@ class DeadlineConfig(BaseModel):
         return self
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    text = f"{where}: {message}" if where else message
-    more = error.error_count() - 1
-    return text + (f" (and {more} more problem(s))" if more else "")
-
-
 def load_deadline_config(path: str | Path | None = None) -> DeadlineConfig:
     """Load the clocks table (the shipped ``deadlines.yaml`` by default).
 
     Raises DeadlineConfigError with a one-line message naming the file and the problem.
     """
     file = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    try:
-        raw: Any = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DeadlineConfigError(f"{file}: cannot read deadlines file ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise DeadlineConfigError(f"{file}: not valid YAML{line}: {problem}") from exc
-    if not isinstance(raw, dict):
-        raise DeadlineConfigError(f"{file}: expected a mapping with version, clocks, queues")
-    try:
-        return DeadlineConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise DeadlineConfigError(f"{file}: {_one_line(exc)}") from exc
+    return load_yaml_model(file, DeadlineConfig, DeadlineConfigError, what="deadlines")
 
 
 def _rag(rag: str) -> str:

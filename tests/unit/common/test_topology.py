@@ -201,7 +201,9 @@ def test_invalid_topology_fails_with_one_line_message(
 
 
 def test_missing_files() -> None:
-    with pytest.raises(TopologyError, match="no shipped topology named 'nine-hubs'"):
+    with pytest.raises(
+        TopologyError, match=r"no shipped topology 'nine-hubs' \(shipped: .*two-hubs"
+    ):
         load_topology("nine-hubs")
     with pytest.raises(TopologyError, match="cannot read topology file"):
         load_topology("/nonexistent/topology.yaml")

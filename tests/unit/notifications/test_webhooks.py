@@ -71,7 +71,7 @@ def test_the_shipped_example_loads_with_its_secret_from_the_environment() -> Non
         ("agencies: {a: {url: 'https://x.invalid', secret: 'short'}}", {}, "16 characters"),
         ("delivery: {max_attempts: 0}", {}, "max_attempts"),
         ("delivery: {retries: 3}", {}, "retries"),
-        ("agencies: [", {}, "not YAML"),
+        ("agencies: [", {}, "not valid YAML at line 1"),
     ],
 )
 def test_bad_configuration_is_refused_with_one_line(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mash.errors import EXIT_OK, ToolError, UsageError
 from mash.stdio import is_stdio, reading, writing
-from services.screening.engine import RuleSet, RuleSetError, load_rule_set
+from services.screening.ruleset import RuleSet, RuleSetError, load_rule_set
 from services.screening.whatif import contacts_from_lines
 from services.screening.whatif import run_whatif as compare_rule_sets
 

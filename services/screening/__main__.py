@@ -13,7 +13,7 @@ import sys
 from services.common.main import run_service
 from services.common.settings import settings_or_exit
 from services.screening.app import SERVICE, build, history_changelog_topic
-from services.screening.engine import RuleSetError, load_rule_set
+from services.screening.ruleset import RuleSetError, load_rule_set
 
 
 def main() -> None:

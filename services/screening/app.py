@@ -1,8 +1,8 @@
 """Screening: apply the threshold rules to each recorded contact and emit the decision;
 apply practitioners' confirmations and overrides. Thin I/O around
-:mod:`services.screening.engine` (the rules), :mod:`services.screening.history` (what
-earlier contacts count for) and :mod:`services.screening.practitioner` (overrides, the
-s47 confirmation gate), all pure.
+:mod:`services.screening.engine` (the threshold rules applied),
+:mod:`services.screening.history` (what earlier contacts count for) and
+:mod:`services.screening.practitioner` (overrides, the s47 confirmation gate), all pure.
 
 Per-household history lives in a Faust table (``history``) keyed by the contact's subject
 key — the key of ``mash.contacts.v1`` — so each household's history sits on the partition
@@ -43,7 +43,8 @@ from services.common.topics import (
     topic_configs,
 )
 from services.screening import store
-from services.screening.engine import RuleSet, ScreeningHistory, evaluate, load_rule_set
+from services.screening.engine import evaluate
+from services.screening.facts import ScreeningHistory
 from services.screening.history import HouseholdHistory
 from services.screening.practitioner import (
     InvalidTransition,
@@ -52,6 +53,7 @@ from services.screening.practitioner import (
     held_decision,
     held_event_id,
 )
+from services.screening.ruleset import RuleSet, load_rule_set
 
 SERVICE = "screening"
 HISTORY_TABLE = "history"

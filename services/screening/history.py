@@ -11,10 +11,10 @@ histories in a dict. Both call the same two functions, in this order, for each c
 * :meth:`HouseholdHistory.record` — remember the contact. Idempotent by contact id, so a
   replay or a redelivery after a crash never counts a contact twice.
 * :meth:`HouseholdHistory.facts_for` — the counts the rule engine wants
-  (:class:`~services.screening.engine.ScreeningHistory`): *previous* contacts only, never
+  (:class:`~services.screening.facts.ScreeningHistory`): *previous* contacts only, never
   the contact itself; a child's counts include its probable matches' (intake's
   ``matched_subject_ids``: the same child at its old address); within the rule set's
-  windows (:class:`~services.screening.engine.Windows`: by default 365 days for domestic
+  windows (:class:`~services.screening.facts.Windows`: by default 365 days for domestic
   abuse, 90 for low-graded police notifications and missing episodes) before its incident
   time.
 
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.events import Contact
-from services.screening.engine import MAX_WINDOW_DAYS, ScreeningHistory, Windows
+from services.screening.facts import MAX_WINDOW_DAYS, ScreeningHistory, Windows
 
 __all__ = [
     "HISTORY_FORMAT",

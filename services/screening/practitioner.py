@@ -32,7 +32,7 @@ from typing import Literal
 from schemas.events import Decision, RuleHit
 from schemas.inbound import PractitionerDecision
 from services.common.ids import derive_id
-from services.screening.engine import LEVEL_OUTCOMES, LevelSpec
+from services.screening.rules import LEVEL_OUTCOMES, LevelSpec
 
 __all__ = [
     "OVERRIDE_RULE_ID",

@@ -38,15 +38,10 @@ from pydantic import ValidationError
 from schemas.cloudevents import ContractError, decode, validate_data
 from schemas.events import Contact, Decision
 from schemas.types import ce_type_of
-from services.screening.engine import (
-    DEFAULT_RULE_SET,
-    LEVEL_OUTCOMES,
-    RuleSet,
-    RuleSetError,
-    evaluate,
-    load_rule_set,
-)
+from services.screening.engine import evaluate
 from services.screening.history import HistoryBook
+from services.screening.rules import LEVEL_OUTCOMES
+from services.screening.ruleset import DEFAULT_RULE_SET, RuleSet, RuleSetError, load_rule_set
 
 __all__ = [
     "OUTCOMES",

@@ -35,8 +35,9 @@ from typing import Any
 
 from schemas import examples as ex
 from schemas.events import Contact
-from services.screening.engine import DEFAULT_RULE_SET, RuleSet, evaluate, load_rule_set
+from services.screening.engine import evaluate
 from services.screening.history import HistoryBook
+from services.screening.ruleset import DEFAULT_RULE_SET, RuleSet, load_rule_set
 from services.screening.whatif import OUTCOMES
 
 YEAR_START = datetime(2024, 1, 1, tzinfo=UTC)

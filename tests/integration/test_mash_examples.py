@@ -29,7 +29,7 @@ from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
 from services.common.topics import DEAD_LETTER, INBOUND_REFERRALS
-from services.screening.engine import RULESETS_DIR
+from services.screening.ruleset import RULESETS_DIR
 from tests.support import REPO, Isolated, Stack, isolated_world, mash_env, publish
 
 pytestmark = pytest.mark.integration

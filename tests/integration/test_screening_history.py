@@ -17,7 +17,7 @@ import pytest
 
 from schemas.events import Contact
 from services.common.topics import CONTACTS
-from services.screening.engine import DEFAULT_RULE_SET
+from services.screening.ruleset import DEFAULT_RULE_SET
 from tests.integration.screening_harness import ScreeningUnderTest, child, police_contact
 from tests.support import Stack
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.screening.engine import RULESETS_DIR
+from services.screening.ruleset import RULESETS_DIR
 from tests.support import Stack, isolated_world, partitions_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from mash.cli import build_parser, main
 from mash.simulate import DEFAULT_CALIBRATION
 from services.common.kafka import make_app
 from services.common.settings import Settings
-from services.screening.engine import RULESETS_DIR
+from services.screening.ruleset import RULESETS_DIR
 from tests.support import REPO, mash_into_closed_pipe
 from tests.unit.screening.test_history import T0, police_at
 from tests.unit.screening.test_whatif import candidate, write_jsonl

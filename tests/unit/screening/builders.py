@@ -12,8 +12,9 @@ from typing import Any
 
 from schemas import examples
 from schemas.events import Contact, Decision
-from services.screening.engine import ScreeningHistory, evaluate
-from services.screening.rules import default_rule_set
+from services.screening.engine import evaluate
+from services.screening.facts import ScreeningHistory
+from services.screening.ruleset import default_rule_set
 
 POLICE_DAY = "2024-03-12"
 REFERRAL_DAY = "2024-03-13"

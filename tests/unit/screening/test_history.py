@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from schemas import examples
 from schemas.events import Contact
-from services.screening.engine import ScreeningHistory, Windows, load_rule_set
+from services.screening.facts import ScreeningHistory, Windows
 from services.screening.history import (
     RETENTION,
     HistoryBook,
     HouseholdHistory,
     entry_for,
 )
+from services.screening.ruleset import load_rule_set
 from tests.unit.screening.builders import decide, kid, rule_ids
 
 T0 = datetime(2024, 3, 12, 21, 40, tzinfo=UTC)

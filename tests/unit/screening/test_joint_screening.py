@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.events import Contact
-from services.screening.engine import DEFAULT_RULE_SET, JOINT_SCREENING_AGENCIES
+from services.screening.rules import JOINT_SCREENING_AGENCIES
+from services.screening.ruleset import DEFAULT_RULE_SET
 from tests.unit.screening.builders import decide, hist, kid, police, referral, rule_ids
 
 

@@ -19,7 +19,7 @@ from services.screening.practitioner import (
     held_decision,
     held_event_id,
 )
-from services.screening.rules import default_rule_set
+from services.screening.ruleset import default_rule_set
 from tests.unit.screening.builders import decide, police
 
 LEVELS = default_rule_set().levels

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from schemas.base import FactorCode, ReferralSource
 from schemas.events import Contact
 from schemas.inbound import IncidentType
-from services.screening.engine import DEFAULT_RULE_SET, ScreeningHistory, evaluate, load_rule_set
-from services.screening.rules import default_rule_set
+from services.screening.engine import evaluate
+from services.screening.facts import ScreeningHistory
+from services.screening.ruleset import DEFAULT_RULE_SET, default_rule_set, load_rule_set
 from tests.unit.screening.builders import DECIDED_AT, decide, kid, police, referral
 
 FACTORS: list[str] = list(get_args(FactorCode))

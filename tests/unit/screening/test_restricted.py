@@ -6,7 +6,7 @@ from __future__ import annotations
 from schemas import examples as ex
 from schemas.inbound import PractitionerDecision
 from services.screening.practitioner import override_decision
-from services.screening.rules import default_rule_set
+from services.screening.ruleset import default_rule_set
 from tests.unit.screening.builders import decide, police
 
 

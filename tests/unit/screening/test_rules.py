@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from schemas.events import Contact
-from services.screening.engine import ScreeningHistory, load_rule_set
+from services.screening.facts import ScreeningHistory
+from services.screening.ruleset import load_rule_set
 from tests.unit.screening.builders import (
     decide,
     hist,

@@ -13,8 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from services.screening.engine import RULESETS_DIR, RuleSetError, load_rule_set
-from services.screening.rules import RULE_SET_VERSION, default_rule_set
+from services.screening.ruleset import (
+    DEFAULT_RULE_SET,
+    RULESETS_DIR,
+    RuleSetError,
+    default_rule_set,
+    load_rule_set,
+)
 
 SHIPPED = RULESETS_DIR / "default-v3.yaml"
 SHIPPED_DATA: dict[str, Any] = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
@@ -23,7 +28,7 @@ SHIPPED_DATA: dict[str, Any] = yaml.safe_load(SHIPPED.read_text(encoding="utf-8"
 def test_shipped_rule_set_loads_by_name_and_by_path() -> None:
     by_name = load_rule_set()
     by_path = load_rule_set(str(SHIPPED))
-    assert by_name.version == "default-v3" == RULE_SET_VERSION
+    assert by_name.version == "default-v3" == DEFAULT_RULE_SET
     assert by_name.content_hash == by_path.content_hash == load_rule_set(SHIPPED).content_hash
     assert by_name.rules == by_path.rules
     assert default_rule_set() is default_rule_set()

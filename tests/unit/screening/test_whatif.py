@@ -13,7 +13,7 @@ import pytest
 from schemas import examples
 from schemas.cloudevents import encode_binary, encode_structured
 from schemas.events import Contact, Decision
-from services.screening.engine import RULESETS_DIR
+from services.screening.ruleset import RULESETS_DIR
 from services.screening.whatif import (
     Skipped,
     contact_from_line,

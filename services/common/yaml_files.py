@@ -12,10 +12,13 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
-    """``path`` parsed and validated as ``model``; ``error`` (one line) when it cannot be."""
+def load_yaml_model(
+    path: Path, model: type[M], error: type[Exception], *, text: str | None = None
+) -> M:
+    """``path`` parsed and validated as ``model``; ``error`` (one line) when it cannot be.
+    ``text``: the content, already read (stdin), ``path`` then only names it."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text() if text is None else text)
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"{path}: {exc}") from None
     try:

@@ -48,15 +48,8 @@ from mash.replay import (
     publish_records,
     run_replay,
 )
-from mash.simulate import (
-    ASSUMPTIONS,
-    DEFAULT_START,
-    SimulationRequest,
-    Summary,
-    generate,
-    load_calibration,
-    summarise,
-)
+from mash.simulate import ASSUMPTIONS, Summary, summarise
+from mash.simulation import DEFAULT_START, SimulationRequest, generate, load_calibration
 from mash.stdio import is_stdio
 from mash.whatif import WhatIfRequest, run_whatif
 from services.common.kafka_security import kafka_client_security

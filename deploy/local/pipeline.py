@@ -40,7 +40,7 @@ from deploy.local.kafka_secure import secure_client_env
 from deploy.local.postgres_access import role_database_url
 from deploy.local.scram_users import ADMIN_USER
 from mash.jsonl import ReplayRecord
-from mash.simulate import SimulationRequest, generate, load_calibration
+from mash.simulation import SimulationRequest, generate, load_calibration
 from services.common.kafka import ensure_topics
 from services.common.kafka_security import kafka_client_security
 from services.common.settings import DEFAULT_METRICS_PORTS, Settings

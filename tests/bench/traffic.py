@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mash.jsonl import ReplayRecord
 from mash.replay import publish_records
-from mash.simulate import SimulationRequest, generate, load_calibration
+from mash.simulation import SimulationRequest, generate, load_calibration
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from services.common.topology import load_topology
 from tests.support import REPO

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from mash.cli import build_parser
-from mash.simulate import DEFAULT_CALIBRATION
+from mash.simulation import DEFAULT_CALIBRATION
 from schemas import examples as ex
 from schemas.cloudevents import encode_binary
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError

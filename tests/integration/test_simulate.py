@@ -14,7 +14,7 @@ import pytest
 
 from mash.jsonl import ReplayRecord
 from mash.naming import contract_name
-from mash.simulate import SimulationRequest, generate, load_calibration
+from mash.simulation import SimulationRequest, generate, load_calibration
 from schemas.cloudevents import ContractError, decode, validate_data
 from schemas.inbound import PoliceNotification, Referral
 from schemas.types import ce_type_of

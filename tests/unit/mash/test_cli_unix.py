@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mash.cli import build_parser, main
-from mash.simulate import DEFAULT_CALIBRATION
+from mash.simulation import DEFAULT_CALIBRATION
 from services.common.kafka import make_app
 from services.common.settings import Settings
 from services.screening.ruleset import RULESETS_DIR

@@ -12,17 +12,15 @@ import pytest
 
 from mash.errors import UsageError
 from mash.jsonl import to_line
-from mash.simulate import (
-    ADULT_NAMES,
-    ASSUMPTIONS,
-    GIVEN_NAMES,
+from mash.simulate import ASSUMPTIONS, summarise
+from mash.simulation import (
     Calibration,
     SimRecord,
     SimulationRequest,
     generate,
     load_calibration,
-    summarise,
 )
+from mash.simulation.people import ADULT_NAMES, GIVEN_NAMES
 from schemas.base import is_valid_nhs_number
 from schemas.cloudevents import ContractError, decode, validate_data
 from schemas.inbound import PoliceNotification, Referral
@@ -246,6 +244,15 @@ def test_a_bad_calibration_is_a_one_line_usage_error(tmp_path: Path) -> None:
         load_calibration(path)
     with pytest.raises(UsageError, match="cannot read calibration"):
         load_calibration(tmp_path / "missing.yaml")
+
+
+def test_a_calibration_that_is_not_yaml_is_refused_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "mix.yaml"
+    path.write_text("sources: [1\n  police: 2\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="cannot read calibration") as refused:
+        load_calibration(path)
+    assert str(path) in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1, "the YAML parser's lines, joined"
 
 
 def test_a_request_refuses_nonsense() -> None:

@@ -185,17 +185,9 @@ class Calibration(_Strict):
         return self
 
 
-class CalibrationError(UsageError):
-    """A calibration file that cannot be used: exit 2, one line naming the file and the
-    first problem (a YAML parser's message spans lines; the ``mash`` commands print one)."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"cannot read calibration {' '.join(problem.split())}")
-
-
 def load_calibration(path: Path | None = None) -> Calibration:
     """Read a calibration file (default: the shipped one; ``-``: stdin), so a changed mix
-    needs no code; CalibrationError (a UsageError) on a bad file."""
+    needs no code; a UsageError (exit 2, one line naming the file) on a bad file."""
     path = path or DEFAULT_CALIBRATION
     text = sys.stdin.read() if is_stdio(path) else None
-    return load_yaml_model(path, Calibration, CalibrationError, text=text)
+    return load_yaml_model(path, Calibration, UsageError, what="calibration", text=text)

@@ -249,7 +249,7 @@ def test_a_bad_calibration_is_a_one_line_usage_error(tmp_path: Path) -> None:
 def test_a_calibration_that_is_not_yaml_is_refused_on_one_line(tmp_path: Path) -> None:
     path = tmp_path / "mix.yaml"
     path.write_text("sources: [1\n  police: 2\n", encoding="utf-8")
-    with pytest.raises(UsageError, match="cannot read calibration") as refused:
+    with pytest.raises(UsageError, match="not valid YAML at line") as refused:
         load_calibration(path)
     assert str(path) in str(refused.value)
     assert len(str(refused.value).splitlines()) == 1, "the YAML parser's lines, joined"

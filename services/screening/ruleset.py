@@ -2,7 +2,7 @@
 or a one-line :class:`RuleSetError` naming the file, the rule and the problem.
 
 The shipped files are ``rulesets/*.yaml`` (the vocabulary is documented at the top of each).
-A file is read like every other YAML file of the hub (:func:`load_yaml_model`): its bytes
+A file is read like every other YAML file of the hub (:mod:`services.common.yaml_files`): its bytes
 are read once, hashed (every decision names the version and the sha256) and parsed. This
 module checks the file's structure (the level table, the windows, the concerns, each rule's
 fields); what each condition word means is :mod:`services.screening.rules`.
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, model_validator
 
-from services.common.yaml_files import load_yaml_model
+from services.common.yaml_files import read_yaml, validate_yaml
 from services.screening.facts import COUNTS, MAX_WINDOW_DAYS, TEMPLATE_FIELDS, Windows
 from services.screening.rules import (
     LEVEL_OUTCOMES,
@@ -81,22 +81,10 @@ def load_rule_set(name_or_path: str | Path = DEFAULT_RULE_SET) -> RuleSet:
 
     Raises RuleSetError with one line naming the file, the rule and the problem.
     """
-    text = str(name_or_path)
-    shipped = (
-        isinstance(name_or_path, str)
-        and _NAME.fullmatch(text)
-        and not text.endswith((".yaml", ".yml"))
-    )
-    file = RULESETS_DIR / f"{text}.yaml" if shipped else Path(name_or_path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        if shipped:
-            known = ", ".join(sorted(p.stem for p in RULESETS_DIR.glob("*.yaml")))
-            raise RuleSetError(f"{file}: no shipped rule set {text!r} (shipped: {known})") from exc
-        raise RuleSetError(f"{file}: cannot read rule set ({exc.strerror})") from exc
-    read = load_yaml_model(file, RuleSetFile, RuleSetError, text=data)
-    if shipped and read.version != text:
+    document = read_yaml(name_or_path, RuleSetError, what="rule set", shipped_in=RULESETS_DIR)
+    read = validate_yaml(document, RuleSetFile, RuleSetError)
+    file, data = document.path, document.data
+    if document.shipped and read.version != file.stem:
         raise RuleSetError(f"{file}: version {read.version!r} does not match the file name")
     return RuleSet(
         version=read.version,

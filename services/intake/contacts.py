@@ -225,27 +225,15 @@ def arrival_of(
     )
 
 
-def build_contact(
-    payload: PoliceNotification | Referral,
-    event: CloudEvent,
-    message: InboundMessage,
-    topology: Topology,
-    history: ContactHistory,
-    recorded_at: datetime,
-) -> Contact:
-    """The recorded contact for a validated inbound payload."""
-    return contact_of(arrival_of(payload, event, message), topology, history, recorded_at)
-
-
 def contact_of(
-    arrival: Arrival, topology: Topology, history: ContactHistory, recorded_at: datetime
+    arrival: Arrival, resolution: HubResolution, history: ContactHistory, recorded_at: datetime
 ) -> Contact:
-    """The recorded contact for an arrival, given its history."""
+    """The recorded contact for an arrival in its hub (``resolution``, resolved once by the
+    caller: the same hub the history was looked up in), given its history."""
     payload, source = arrival.payload, arrival.source
     children = [
         _with_history(c.child, history.children.get(c.child.subject_id)) for c in arrival.children
     ]
-    resolution = resolve_hub(payload, topology)
     cid = contact_id_for(source.system, source.reference)
     police = payload if isinstance(payload, PoliceNotification) else None
     return Contact(
@@ -535,8 +523,9 @@ def decide_batch(
         if known.is_recorded(arrival.source):
             decided.append(None)
             continue
-        hub = resolve_hub(arrival.payload, topology).hub
-        contact = contact_of(arrival, topology, known.history(arrival, hub), clock())
+        resolution = resolve_hub(arrival.payload, topology)
+        history = known.history(arrival, resolution.hub)
+        contact = contact_of(arrival, resolution, history, clock())
         new = NewContact(contact, arrival.children, arrival.incident, arrival.message)
         known.add(new)
         decided.append(new)

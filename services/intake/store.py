@@ -104,7 +104,15 @@ async def recorded_sources(
 
 
 async def open_case_subjects(conn: Connection, subject_ids: Sequence[str]) -> set[str]:
-    """Those of the children with a queue item that is not closed."""
+    """Those of the children with a queue item that is not closed: routing holds a case of
+    theirs open, which the contact records as ``open_case`` (docs/domain.md "Open cases").
+
+    A cross-service read (docs/design.md "Cross-service reads"): ``queue_items`` is
+    routing's table. Intake reads it here and nowhere else, one statement per batch, SELECT
+    only (``services/common/database_roles.yaml`` grants it, saying why). Allowed because
+    the flag must be decided when the contact is recorded, before routing sees it, and no
+    event tells intake that an item opened or closed; the routing record is the truth.
+    """
     rows = await conn.fetch(
         """
         SELECT DISTINCT subject_id FROM queue_items

@@ -279,7 +279,13 @@ async def insert_withheld(conn: Connection, children: Sequence[Withheld]) -> set
 
 
 async def mark_notices_sent(conn: Connection, topic: str) -> list[bool]:
-    """Mark notices whose outbox row has been published; one ``on time?`` per notice."""
+    """Mark notices whose outbox row has been published; one ``on time?`` per notice.
+
+    A cross-service read (docs/design.md "Cross-service reads"): ``outbox`` is the shared
+    bookkeeping of :mod:`services.common.outbox`, whose relay sets ``published_at``. Only
+    notifications' own rows are read (the notices' topic, ``topic``, and the notices' ids):
+    a notice is sent when the broker has it, which only the relay knows and no event says.
+    """
     rows = await conn.fetch(
         """
         UPDATE encompass_notices n SET sent_at = o.published_at

@@ -8,6 +8,9 @@ mash.decisions.v1 and mash.queue-updates.v1, each a batch at a time: load, plan,
 announce — a fixed number of statements per batch. Two background tasks need no traffic:
 the breach scheduler and the open-items gauge. Every time is read from the injected clock
 (:mod:`services.routing.clock`), never from the system directly.
+
+The plans carry the events each step emits, ids included
+(:mod:`services.routing.announcements`): the app only enqueues them.
 """
 
 from __future__ import annotations
@@ -18,31 +21,25 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from schemas.events import Decision, QueueItem, SlaBreach
+from schemas.events import Decision
 from schemas.inbound import QueueUpdate
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
-from services.common.ids import derive_id
 from services.common.outbox import enqueue_rows, outbox_row
 from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
-from services.common.topics import (
-    DECISIONS,
-    QUEUE_UPDATES,
-    ROUTED,
-    SLA_BREACHES,
-    queue_topic,
-)
+from services.common.topics import DECISIONS, QUEUE_UPDATES
 from services.common.topology import load_topology
 from services.routing import store
+from services.routing.announcements import Announcement, breached
 from services.routing.clock import Clock, clock_from
 from services.routing.deadlines import DeadlineConfig, calendar_for, load_deadline_config
 from services.routing.decisions import (
     BatchWrites,
     DecisionStep,
     batch_writes,
+    breaches_by_step,
     plan_batch,
-    routed_event,
 )
 from services.routing.gauges import RecordGauges
 from services.routing.rows import DueBreach
@@ -58,11 +55,6 @@ QUEUE_UPDATE_TYPES = {ce_type_of(QueueUpdate): QueueUpdate}
 BREACH_BATCH = 500
 
 
-def status_event_id(queue_item_id: str, status: str) -> str:
-    """Id of the event announcing that an item reached ``status`` (each happens once)."""
-    return derive_id("queue-item-status", queue_item_id, status)
-
-
 def _decision_of(received: Received) -> Decision:
     decision = received.payload
     assert isinstance(decision, Decision)
@@ -73,19 +65,6 @@ def _update_of(received: Received) -> QueueUpdate:
     update = received.payload
     assert isinstance(update, QueueUpdate)
     return update
-
-
-def _breaches_of(steps: Sequence[DecisionStep], due: Sequence[DueBreach]) -> list[list[DueBreach]]:
-    """Each step's share of the breaches claimed for the batch: those of the items it
-    opened (or released), in claim order (as one by one claimed them after that decision)."""
-    owner: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        for item_id in step.opened_ids:
-            owner.setdefault(item_id, index)
-    shares: list[list[DueBreach]] = [[] for _ in steps]
-    for claimed in due:
-        shares[owner[claimed.queue_item_id]].append(claimed)
-    return shares
 
 
 class Routing:
@@ -126,7 +105,8 @@ class Routing:
         state = await store.load_record(conn, decisions)
         steps = plan_batch(decisions, state, now, self.config, self.calendar, self.hubs)
         inserted, due = await self._write(conn, batch_writes(steps), now)
-        for received, step, breaches in zip(batch, steps, _breaches_of(steps, due), strict=True):
+        shares = breaches_by_step(steps, due)
+        for received, step, breaches in zip(batch, steps, shares, strict=True):
             with received.logged():
                 await self._announce(received, step, inserted, breaches, now)
 
@@ -196,33 +176,18 @@ class Routing:
             return
         plan = step.plan
         assert plan is not None  # every routed step has its plan
-        for closing in step.closings:
-            item = closing.item
-            await received.emit(
-                queue_topic(item.hub, item.queue),
-                key=item.subject_id,
-                event_id=status_event_id(item.queue_item_id, "closed"),
-                data=item,
-                time=closing.at,
-            )
+        for event in [*step.announcements, *(breached(claimed, now) for claimed in breaches)]:
+            if event.opens is None or event.opens in inserted:
+                await self._emit(received, event)
         for item in step.opened:
             if item.queue_item_id in inserted:
-                await self._announce_opened(received, item)
-        for item in step.released:
-            await received.emit(
-                queue_topic(item.hub, item.queue),
-                key=item.subject_id,
-                event_id=status_event_id(item.queue_item_id, "released"),
-                data=item,
-                time=now,
-            )
-        if step.verdict != "held":
-            routed = routed_event(decision, plan, now)
-            await received.emit(
-                ROUTED, key=decision.contact_id, event_id=routed.routed_id, data=routed, time=now
-            )
+                received.after_commit(
+                    functools.partial(
+                        self.runtime.metrics.routed.labels(queue=item.queue, hub=item.hub).inc
+                    )
+                )
         for claimed in breaches:
-            await self._announce_breach(received, claimed, now)
+            received.after_commit(functools.partial(self._count_breach, claimed))
         self.runtime.log.info(
             "contact_held_for_confirmation" if step.verdict == "held" else "contact_routed",
             contact_id=decision.contact_id,
@@ -236,18 +201,11 @@ class Routing:
             step.verdict, "routed"
         )
 
-    async def _announce_opened(self, received: Received, item: QueueItem) -> None:
+    @staticmethod
+    async def _emit(received: Received, event: Announcement) -> None:
+        """Enqueue one event a plan announces, with the batch."""
         await received.emit(
-            queue_topic(item.hub, item.queue),
-            key=item.subject_id,
-            event_id=item.queue_item_id,
-            data=item,
-            time=item.routed_at,
-        )
-        received.after_commit(
-            functools.partial(
-                self.runtime.metrics.routed.labels(queue=item.queue, hub=item.hub).inc
-            )
+            event.topic, key=event.key, event_id=event.event_id, data=event.data, time=event.time
         )
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -270,7 +228,7 @@ class Routing:
         await self._write_updates(conn, update_writes(steps), now)
         for received, step in zip(batch, steps, strict=True):
             with received.logged():
-                await self._announce_update(received, step, now)
+                await self._announce_update(received, step)
 
     @staticmethod
     async def _write_updates(conn: Connection, writes: UpdateWrites, now: datetime) -> None:
@@ -282,7 +240,7 @@ class Routing:
         await store.mark_breached(conn, now, writes.breaches)
         await store.add_history(conn, writes.history)
 
-    async def _announce_update(self, received: Received, step: UpdateStep, now: datetime) -> None:
+    async def _announce_update(self, received: Received, step: UpdateStep) -> None:
         """Set an update's outcome (or refusal) and emit the item's new status, then the
         siblings' items that joined the strategy discussion it records, then the breaches
         the step claimed."""
@@ -296,24 +254,10 @@ class Routing:
             return
         assert step.transition is not None  # a step not refused has its transition
         item, update = step.transition.item, step.update
-        await received.emit(
-            queue_topic(item.hub, item.queue),
-            key=item.subject_id,
-            event_id=status_event_id(item.queue_item_id, update.status),
-            data=item,
-            time=now,
-        )
-        for joined in step.joined:
-            # Once: the discussion it joins is recorded held once.
-            await received.emit(
-                queue_topic(joined.hub, joined.queue),
-                key=joined.subject_id,
-                event_id=status_event_id(joined.queue_item_id, "strategy_discussion_joined"),
-                data=joined,
-                time=now,
-            )
+        for event in step.announcements:
+            await self._emit(received, event)
         for claimed in step.breaches:
-            await self._announce_breach(received, claimed, now)
+            received.after_commit(functools.partial(self._count_breach, claimed))
         self.runtime.log.info(
             "queue_item_updated",
             queue_item_id=item.queue_item_id,
@@ -324,30 +268,6 @@ class Routing:
         received.outcome = "applied"
 
     # --- SLA breaches --------------------------------------------------------------------
-
-    async def _announce_breach(self, received: Received, claimed: DueBreach, now: datetime) -> None:
-        """Emit the breach of a clock claimed with ``received`` (counted once committed)."""
-        breach = self._breach(claimed, now)
-        await received.emit(
-            SLA_BREACHES,
-            key=breach.queue_item_id,
-            event_id=breach.breach_id,
-            data=breach,
-            time=now,
-        )
-        received.after_commit(functools.partial(self._count_breach, claimed))
-
-    @staticmethod
-    def _breach(claimed: DueBreach, now: datetime) -> SlaBreach:
-        return SlaBreach(
-            breach_id=claimed.breach_id,
-            queue_item_id=claimed.queue_item_id,
-            deadline=claimed.deadline,
-            due_at=claimed.due_at,
-            breached_at=now,
-            hub=claimed.hub,
-            queue=claimed.queue,
-        )
 
     def _count_breach(self, claimed: DueBreach) -> None:
         self.runtime.metrics.sla_breaches.labels(
@@ -373,20 +293,19 @@ class Routing:
         while True:
             async with runtime.pool.acquire() as conn, conn.transaction():
                 due = await store.claim_breaches(conn, now, limit=BREACH_BATCH)
-                breaches = [self._breach(claimed, now) for claimed in due]
                 await enqueue_rows(
                     conn,
                     runtime.service,
                     [
                         outbox_row(
                             service=runtime.service,
-                            topic=runtime.topics(SLA_BREACHES),
-                            key=breach.queue_item_id,
-                            event_id=breach.breach_id,
-                            data=breach,
-                            time=now,
+                            topic=runtime.topics(event.topic),
+                            key=event.key,
+                            event_id=event.event_id,
+                            data=event.data,
+                            time=event.time,
                         )
-                        for breach in breaches
+                        for event in (breached(claimed, now) for claimed in due)
                     ],
                 )
             if due:

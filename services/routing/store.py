@@ -25,6 +25,17 @@ if TYPE_CHECKING:
     from services.common.db import Connection
 
 
+#: When notifications acknowledged each contact's referrer: routing's one read of another
+#: service's table (docs/design.md "Cross-service reads"). ``feedback`` is notifications';
+#: routing may SELECT it (services/common/database_roles.yaml says why) because the
+#: acknowledgement meets the item's acknowledge-referrer clock at the time it was issued,
+#: and routing judges its clocks in the transaction that changes them. Used by
+#: :func:`load_lifecycle` and :func:`meet_acknowledgements`.
+REFERRER_ACKNOWLEDGEMENTS = """
+    SELECT contact_id, issued_at FROM feedback WHERE kind = 'acknowledgement'
+"""
+
+
 def _deadlines_json(deadlines: Mapping[str, datetime]) -> str:
     return json.dumps({k: v.isoformat() for k, v in deadlines.items()})
 
@@ -124,10 +135,10 @@ async def load_lifecycle(
     discussion's outcome reaches them."""
     ids = sorted(set(queue_item_ids))
     items = await conn.fetch(
-        """
+        f"""
         SELECT q.*, f.issued_at AS referrer_acknowledged_at
         FROM queue_items q
-        LEFT JOIN feedback f ON f.contact_id = q.contact_id AND f.kind = 'acknowledgement'
+        LEFT JOIN ({REFERRER_ACKNOWLEDGEMENTS}) f ON f.contact_id = q.contact_id
         WHERE q.queue_item_id = ANY($1::text[])
            OR q.joins_strategy_discussion_of = ANY($2::text[])
         ORDER BY q.queue_item_id FOR UPDATE OF q
@@ -339,12 +350,12 @@ async def meet_acknowledgements(
     # deadlines.ACKNOWLEDGE_REFERRER, written as a literal so that the partial index
     # queue_item_deadlines_unacknowledged (migration 0008) serves the statement.
     await conn.execute(
-        """
+        f"""
         WITH acknowledged AS (
             SELECT d.queue_item_id, d.deadline, f.issued_at
             FROM queue_item_deadlines d
             JOIN queue_items i USING (queue_item_id)
-            JOIN feedback f ON f.contact_id = i.contact_id AND f.kind = 'acknowledgement'
+            JOIN ({REFERRER_ACKNOWLEDGEMENTS}) f ON f.contact_id = i.contact_id
             WHERE d.deadline = 'acknowledge_referrer' AND d.met_at IS NULL
               AND ($1::text[] IS NULL OR d.queue_item_id = ANY($1::text[]))
             ORDER BY d.queue_item_id

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from schemas.events import QueueItem
 from schemas.inbound import QueueUpdate
 from services.common.calendar import WorkingCalendar
+from services.routing.announcements import Announcement, breached, item_reached
 from services.routing.deadlines import ACKNOWLEDGE_REFERRER, REFERRER_ACKNOWLEDGED, DeadlineConfig
 from services.routing.lifecycle import (
     InvalidTransition,
@@ -100,6 +101,9 @@ class UpdateStep:
     become (with its outcome)."""
     joined_history: list[HistoryEntry] = field(default_factory=list)
     """One history row for each item of ``joined``."""
+    announcements: list[Announcement] = field(default_factory=list)
+    """The events the update emits, in order: the item's new status, the joined items,
+    then the breaches (none for a refused update)."""
 
 
 class LifecycleView:
@@ -146,6 +150,7 @@ class LifecycleView:
             # clock names its due time as one by one named it.
             clocks.setdefault(name, ClockRow(item.queue_item_id, name, due.astimezone(UTC)))
         joined, joined_history = self._join(event_id, update, transition)
+        breaches = self._claim(item, clocks, now)
         return UpdateStep(
             event_id,
             update,
@@ -168,9 +173,15 @@ class LifecycleView:
                     "started": sorted(transition.started),
                 },
             ),
-            breaches=self._claim(item, clocks, now),
+            breaches=breaches,
             joined=joined,
             joined_history=joined_history,
+            announcements=[
+                item_reached(transition.item, update.status, now),
+                # Once: the discussion it joins is recorded held once.
+                *(item_reached(j, "strategy_discussion_joined", now) for j in joined),
+                *(breached(claimed, now) for claimed in breaches),
+            ],
         )
 
     def _join(

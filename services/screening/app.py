@@ -86,7 +86,9 @@ class Screening:
         self._parsed: OrderedDict[str, tuple[bytes, HouseholdHistory]] = OrderedDict()
         """Recently used histories, parsed (the table holds JSON bytes)."""
         self._facts: dict[str, ScreeningHistory] = {}
-        """Facts of the current batch's contacts, taken as each was remembered."""
+        """Contact id -> its facts, taken once, as :meth:`remember_batch` remembered the
+        contact; :meth:`decide_batch` screens with them (the pipeline decoded the contact
+        once for both)."""
 
     def household(self, subject_key: str) -> HouseholdHistory:
         """The history recorded for a subject key.
@@ -160,7 +162,7 @@ class Screening:
             decided.add(contact.contact_id)
             facts = self._facts.get(contact.contact_id)
             if facts is None:  # not remembered with this batch: cannot happen, but be safe
-                facts = self.household(contact.subject_key).facts_for(contact)
+                facts = self.remember(contact, received.message.partition)
             with received.logged():
                 rows.append(await self._decide(received, contact, facts))
         await store.record_decisions(batch[0].conn, rows)

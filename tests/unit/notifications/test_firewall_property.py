@@ -30,7 +30,7 @@ from schemas.inbound import PoliceNotification, Referral
 from services.common.calendar import WorkingCalendar
 from services.common.kafka import InboundMessage
 from services.common.topology import load_topology
-from services.intake.contacts import ContactHistory, build_contact
+from services.intake import contacts as intake
 from services.notifications.encompass import school_notices
 from services.notifications.feedback import Reported, acknowledgement, on_routed
 from services.notifications.firewall import ALLOW_LIST, Disclosure
@@ -210,7 +210,9 @@ def contact_of(payload: PoliceNotification | Referral) -> Contact:
         mode="binary",
     )
     message = InboundMessage("mash.inbound.prop", 0, 1, None, None, [])
-    return build_contact(payload, event, message, TOPOLOGY, ContactHistory(), NOW)
+    arrival = intake.arrival_of(payload, event, message)
+    hub = intake.resolve_hub(payload, TOPOLOGY)
+    return intake.contact_of(arrival, hub, intake.ContactHistory(), NOW)
 
 
 def carried(obj: dict[str, Any]) -> set[str]:

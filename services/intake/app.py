@@ -5,7 +5,7 @@ in the system of record, and emit it on ``mash.contacts.v1``. Thin I/O around
 Intake applies a batch at a time (its batch effect, :meth:`Intake.record_batch`): it loads
 what the batch's events need in a few set-based queries, decides every event in offset
 order in memory — each seeing the batch's earlier contacts as if they had been written
-(:class:`~services.intake.contacts.KnownContacts`) — then writes all the rows in a fixed
+(:class:`~services.intake.batch.KnownContacts`) — then writes all the rows in a fixed
 number of statements. Nothing is written before every event is decided (an event whose
 decision raises fails the batch, which the pipeline then retries one event per
 transaction), so a batch leaves the same rows, audit entries and output events as its
@@ -33,7 +33,8 @@ from services.common.topics import (
 )
 from services.common.topology import Topology, load_topology
 from services.intake import store
-from services.intake.contacts import Arrival, NewContact, arrival_of, decide_batch
+from services.intake.batch import NewContact, decide_batch
+from services.intake.contacts import Arrival, arrival_of
 from services.intake.council_cases import (
     CouncilCase,
     Verdict,

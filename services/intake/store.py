@@ -4,7 +4,7 @@ A batch costs a constant number of statements whatever its size: four reads befo
 events are decided (:func:`known_contacts`) and five writes after (:func:`record_contacts`),
 each set-based (``unnest`` of one array per column). The reads return a superset of what
 any event of the batch would have read on its own; :class:`KnownContacts` narrows it per
-event and adds the batch's earlier contacts (see :mod:`services.intake.contacts` for why
+event and adds the batch's earlier contacts (see :mod:`services.intake.batch` for why
 that equals applying the events one by one).
 """
 
@@ -17,15 +17,8 @@ from typing import TYPE_CHECKING
 
 from schemas.base import printable
 from services.common.kafka import InboundMessage
-from services.intake.contacts import (
-    Arrival,
-    IdentifiedChild,
-    KnownContacts,
-    NewContact,
-    Sighting,
-    child_sightings,
-    priors_of,
-)
+from services.intake.batch import KnownContacts, NewContact, Sighting, child_sightings, priors_of
+from services.intake.contacts import Arrival, IdentifiedChild
 from services.intake.council_cases import CouncilCase, OpenCouncilCase, RecordedStatus
 
 if TYPE_CHECKING:

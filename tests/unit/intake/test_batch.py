@@ -13,18 +13,15 @@ from schemas.cloudevents import CloudEvent
 from schemas.inbound import PoliceNotification, Referral
 from services.common.kafka import InboundMessage
 from services.common.topology import Topology, load_topology
-from services.intake.contacts import (
-    RE_REFERRAL_WINDOW,
-    Arrival,
+from services.intake.batch import (
     KnownContacts,
     NewContact,
     PriorContact,
-    arrival_of,
     child_sightings,
-    contact_id_for,
     decide_batch,
     history_of,
 )
+from services.intake.contacts import RE_REFERRAL_WINDOW, Arrival, arrival_of, contact_id_for
 from services.intake.council_cases import OpenCouncilCase
 
 TOPOLOGY = load_topology("two-hubs")

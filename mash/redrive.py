@@ -7,6 +7,9 @@ decides whether this exact redrive was done before), the I/O thin (:func:`run_re
 read the audit, publish, record the audit row). The record is sent before its audit row
 commits, so a crash in between leaves no row and the same command re-sends the same
 ``ce_id``, which the receiving service's inbox absorbs.
+
+Over 400 lines with its pure plan and its I/O side by side on purpose: a redrive is reviewed
+as one thing (what it will send, what it records in the audit).
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ Decoding order (the first failure wins):
 
 Payload JSON is parsed strictly: duplicate object keys and NaN/Infinity are refused.
 Other headers (not ``ce_*``, not ``content-type``) may repeat; the last occurrence wins.
+
+Over 400 lines on purpose: the decoding order above is one sequence whose rules must be read
+together.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ The people are synthetic: given names like "Testchild", family names like "Examp
 NHS numbers from the 999 test range with valid check digits (see :data:`NHS_NUMBERS`),
 Birmingham postcodes picked only for their district (B6 is in the North area, B11 in
 the South). Times are fixed (March 2024), never "now", so results are reproducible.
+
+Long on purpose: one small builder per contract payload, each read alone.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ lives here; a :class:`~deploy.local.config.Config`'s secured view gives that bro
 run dir, ports, label and smaller heap.
 
 Standard library only (see ``stack.py``).
+
+One module, over 400 lines, on purpose: starting, waiting for and stopping the local broker
+is one sequence whose steps depend on each other's files and timing; split, a reader would
+hop between files to follow one start.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ stack: ``stack.py up --secure``), not here.
 aiokafka 0.14's admin client has no ACL calls, but ships the CreateAcls, DescribeAcls and
 DeleteAcls (v1) request structures; they are sent over the admin client's own
 (authenticated, TLS) connection.
+
+One module, over 400 lines, on purpose: the file's bindings, the broker's and the difference
+between them are read together when reviewing an ACL change; the wire structures it sends
+are aiokafka's.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ event loop); :class:`MetricsServer` answers HTTP from its own threads. The serve
 run in the event loop on purpose: when Faust stalls or the loop is blocked, ``/metrics``
 still answers and shows it (lag, commit age, ``mash_ready 0``), and ``/healthz`` fails
 because the loop's heartbeat has gone stale.
+
+Over 400 lines on purpose: the judgement, the state and the server are one contract with the
+orchestrator (what /readyz means), read together.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The effects on a batch of events (``app.py``) read and write set-based: one stat
 table and batch, whatever the batch's size. Each insert skips rows that exist already (ON
 CONFLICT DO NOTHING) and returns the keys of those it added, so the caller issues only
 what is new.
+
+Over 400 lines on purpose: all of notifications' SQL in one file, so what the service reads
+and writes is reviewed in one place (and against its database role).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ automated decision, which the release does not change). A release is one more ch
 the view, like a closing, so the argument above holds for it too: its items' run-out
 clocks are claimed with the batch's, before any clock is marked met.
 
-One module, though above 400 lines: the argument above is about the view, its steps and
-their writes together, and reads best next to them.
+One module, though above 400 lines, on purpose: the argument above is about the view,
+its steps and their writes together, and reads best next to them.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from mash.naming import deployed
 from schemas.base import unsafe_text
 from schemas.cloudevents import STRUCTURED_CONTENT_TYPE, unique_keys
 from schemas.events import DeadLetter, DeadLetterReason
+from services.common.audit import AuditEntry, write_audit
 from services.common.ids import derive_id
 from services.common.kafka_security import kafka_client_security
 from services.common.settings import Settings
@@ -393,15 +394,18 @@ async def _redrive_one(
             for line in record_lines(draft.key, redrive.headers, redrive.value):
                 say(line)
             return 0
-        await conn.execute(
-            "INSERT INTO audit_log (service, entity_type, entity_id, action, actor, detail)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        await write_audit(
+            conn,
             AUDIT_SERVICE,
-            AUDIT_ENTITY,
-            draft.dead_letter_id,
-            AUDIT_ACTION,
-            request.by,
-            json.dumps(audit_detail(redrive, letter, request.by)),
+            [
+                AuditEntry(
+                    AUDIT_ENTITY,
+                    draft.dead_letter_id,
+                    AUDIT_ACTION,
+                    audit_detail(redrive, letter, request.by),
+                    actor=request.by,
+                )
+            ],
         )
         # Sent before the audit row commits: a crash in between leaves no row, and the
         # same command then re-sends the same ce_id, which the consumer's inbox absorbs.

@@ -60,6 +60,7 @@ import asyncpg
 
 from mash.deadletters import CliHooks
 from mash.errors import EXIT_OK, ToolError, connect_database
+from services.common.audit import AuditEntry, write_audit
 from services.common.settings import Settings
 
 #: ``audit_log`` coordinates of a purge run.
@@ -227,15 +228,10 @@ async def purge(
             }
             for p in done
         }
-        await conn.execute(
-            "INSERT INTO audit_log (service, entity_type, entity_id, action, actor, detail)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+        await write_audit(
+            conn,
             AUDIT_SERVICE,
-            AUDIT_ENTITY,
-            str(uuid.uuid4()),
-            AUDIT_ACTION,
-            actor,
-            json.dumps(detail),
+            [AuditEntry(AUDIT_ENTITY, str(uuid.uuid4()), AUDIT_ACTION, detail, actor=actor)],
         )
     return done
 

@@ -34,6 +34,28 @@ BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 REPORT_AGE_BUCKETS = (60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
 
 
+def stage_label(service: str, work: str) -> str:
+    """The ``stage`` of a service's work in metrics (``mash_processing_seconds``,
+    ``mash_batch_events``, ``mash_pipeline_latency_seconds``, ``mash_retries_total``) and
+    in agent names: ``<service>_<work>``, lower case, words joined by ``_``.
+
+    ``work`` is the short name of the topic a consumer reads (:func:`topic_work`:
+    ``routing_decisions``, ``notifications_routed``) or the task a background loop does
+    (``routing_sla_scan``, ``intake_outbox``). One rule, so that a dashboard or an alert
+    can name any stage without reading the code, and stages stay apart where the service
+    label is not at hand.
+    """
+    return f"{service}_{work}".replace("-", "_").replace(".", "_").lower()
+
+
+def topic_work(topic: str) -> str:
+    """The short name of a contract topic in a stage label: without ``mash.``,
+    ``inbound.`` and the version (``mash.inbound.case-status.v1`` -> ``case_status``)."""
+    name = topic.removeprefix("mash.").removeprefix("inbound.")
+    name = name.rsplit(".v", 1)[0] if name.rsplit(".v", 1)[-1].isdigit() else name
+    return name.replace("-", "_").replace(".", "_")
+
+
 def register_default_collectors(registry: CollectorRegistry) -> None:
     """Add prometheus-client's process and platform collectors (``process_*``: CPU, memory,
     open files, start time; ``python_*``: interpreter version and garbage collection).

@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaProducer
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary
 from services.common.kafka_security import PLAINTEXT
-from services.common.metrics import ServiceMetrics
+from services.common.metrics import ServiceMetrics, stage_label
+from services.common.retry import Retry, every
 from services.common.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -324,33 +325,34 @@ class OutboxRelay:
             self.metrics.outbox_pending.set(await self.pending_count())
 
     async def run(self) -> None:
-        """Publish forever: on wake-up, and every ``poll_seconds`` as a fallback."""
-        delay = 0.5
-        while True:
-            # Clear before publishing: a notify() that lands mid-batch keeps the flag set.
-            self.wakeup.clear()
-            try:
-                while await self.publish_pending() == self.batch_size:
-                    pass
-                self.health.relay_publishing()
-                await self._count_pending()
-                delay = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker or database down: back off, never give up
-                self.health.relay_failing(type(exc).__name__)
-                self.metrics.retries.labels(stage="outbox").inc()
-                log.warning(
-                    "outbox_publish_failed",
-                    error_type=type(exc).__name__,
-                    delay_seconds=delay,
-                    producer_count=self.producers_created,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_seconds)
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
+        """Publish forever: on wake-up, and every ``poll_seconds`` as a fallback; back off
+        while the broker or the database is down, never give up."""
+        retry = Retry(
+            self.metrics,
+            log,
+            stage=stage_label(self.service, "outbox"),
+            first=0.5,
+            cap=self.retry_max_seconds,
+        )
+        await every(
+            self.poll_seconds,
+            self._publish_round,
+            retry,
+            failed="outbox_publish_failed",
+            wakeup=self.wakeup,
+            fields=lambda: {"producer_count": self.producers_created},
+        )
+
+    async def _publish_round(self) -> None:
+        """Publish every pending row (a batch at a time) and say so to readiness."""
+        try:
+            while await self.publish_pending() == self.batch_size:
+                pass
+            self.health.relay_publishing()
+            await self._count_pending()
+        except Exception as exc:
+            self.health.relay_failing(type(exc).__name__)
+            raise
 
     async def stop(self) -> None:
         """Flush and close the producer (bounded: a wedged producer is dropped)."""

@@ -30,16 +30,18 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
 from schemas.base import ContractModel, printable
 from schemas.cloudevents import CloudEvent, ContractError, decode, validate_data
 from schemas.events import DeadLetter, DeadLetterHeader, DeadLetterReason, FieldError
+from services.common.audit import SYSTEM, AuditEntry, write_audit
 from services.common.ids import derive_id
 from services.common.kafka import InboundMessage, inbound_message, raw_topic
+from services.common.metrics import stage_label, topic_work
 from services.common.order import (
     ORDER_PATIENCE_SECONDS,
     OutOfOrder,
@@ -47,6 +49,7 @@ from services.common.order import (
     in_offset_order,
 )
 from services.common.outbox import INGRESS_HEADER, OutboxRow, enqueue_rows, outbox_row
+from services.common.retry import Retry
 from services.common.runtime import ServiceRuntime
 from services.common.topics import DEAD_LETTER, EXTERNAL_TOPICS
 
@@ -54,24 +57,19 @@ if TYPE_CHECKING:
     from services.common.db import Connection
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit_log row (ids and codes only)."""
-
-    entity_type: str
-    entity_id: str
-    action: str
-    detail: Mapping[str, object]
+P = TypeVar("P", bound=ContractModel)
+"""The payload model(s) a consumer accepts."""
 
 
 @dataclass
-class Received:
-    """A valid event handed to a service's effect: the message, its envelope and payload,
-    the batch's connection, and what the effect produces (written when the batch is)."""
+class Received(Generic[P]):
+    """A valid event handed to a service's effect: the message, its envelope and payload
+    (typed: one of the models the consumer accepts), the batch's connection, and what the
+    effect produces (written when the batch is)."""
 
     message: InboundMessage
     event: CloudEvent
-    payload: ContractModel
+    payload: P
     conn: Connection
     runtime: ServiceRuntime
     ingress_ms: int | None = None
@@ -122,10 +120,17 @@ class Received:
         )
 
     async def audit(
-        self, entity_type: str, entity_id: str, action: str, detail: Mapping[str, object]
+        self,
+        entity_type: str,
+        entity_id: str,
+        action: str,
+        detail: Mapping[str, object],
+        *,
+        actor: str = SYSTEM,
     ) -> None:
-        """Record a state change in the audit log (ids and codes only)."""
-        self.audits.append(AuditEntry(entity_type, entity_id, action, detail))
+        """Record a state change in the audit log with the batch (ids and codes only;
+        ``actor``: who made it, when not the service itself)."""
+        self.audits.append(AuditEntry(entity_type, entity_id, action, detail, actor))
 
 
 class Rejected(Exception):
@@ -150,23 +155,23 @@ class Rejected(Exception):
 #: How often an early event checks whether the events before it have been applied.
 ORDER_POLL_SECONDS = 0.2
 
-Effect = Callable[[Received], Awaitable[str]]
+Effect = Callable[[Received[P]], Awaitable[str]]
 """An effect applies one event and returns a short outcome word for the inbox/audit."""
 
-BatchEffect = Callable[[Sequence[Received]], Awaitable[None]]
+BatchEffect = Callable[[Sequence[Received[P]]], Awaitable[None]]
 """A batch effect applies a batch's new events, in order, on their shared connection: it
 sets each one's ``outcome``, or ``refused`` (before writing anything for it)."""
 
 
-Before = Callable[[Sequence[tuple[InboundMessage, ContractModel]]], None]
+Before = Callable[[Sequence[tuple[InboundMessage, P]]], None]
 """Sees a batch's valid events (message and payload, in order) before its transaction."""
 
 
-def one_by_one(effect: Effect) -> BatchEffect:
+def one_by_one(effect: Effect[P]) -> BatchEffect[P]:
     """The batch effect that applies ``effect`` to each event in turn (a later event reads
     what an earlier one wrote); a :class:`Rejected` it raises refuses that event only."""
 
-    async def apply(batch: Sequence[Received]) -> None:
+    async def apply(batch: Sequence[Received[P]]) -> None:
         for received in batch:
             with received.logged():
                 try:
@@ -221,18 +226,18 @@ def ingress_ms_of(message: InboundMessage, *, from_header: bool) -> int | None:
 
 
 @dataclass
-class _Item:
+class _Item(Generic[P]):
     """One message of a batch: decoded and validated, or the reason it is refused."""
 
     message: InboundMessage
     event: CloudEvent | None = None
-    payload: ContractModel | None = None
+    payload: P | None = None
     error: ContractError | Rejected | None = None
 
 
 def _decoded(
-    runtime: ServiceRuntime, message: InboundMessage, accepted: Mapping[str, type[ContractModel]]
-) -> _Item:
+    runtime: ServiceRuntime, message: InboundMessage, accepted: Mapping[str, type[P]]
+) -> _Item[P]:
     try:
         event = decode(message.value, message.headers, max_bytes=runtime.settings.max_message_bytes)
         return _Item(message, event, validate_data(event, accepted))
@@ -241,16 +246,16 @@ def _decoded(
 
 
 @dataclass
-class _Outcome:
+class _Outcome(Generic[P]):
     """What one batch transaction did, for after the commit (metrics and logs)."""
 
-    applied: list[Received] = field(default_factory=list)
-    duplicates: list[_Item] = field(default_factory=list)
-    dead: list[tuple[_Item, DeadLetter]] = field(default_factory=list)
+    applied: list[Received[P]] = field(default_factory=list)
+    duplicates: list[_Item[P]] = field(default_factory=list)
+    dead: list[tuple[_Item[P], DeadLetter]] = field(default_factory=list)
     enqueued: int = 0
 
 
-async def _claim_inbox(conn: Connection, service: str, items: Sequence[_Item]) -> set[str]:
+async def _claim_inbox(conn: Connection, service: str, items: Sequence[_Item[P]]) -> set[str]:
     """Insert the inbox rows of ``items`` (distinct event ids); return the ids that were new."""
     if not items:
         return set()
@@ -271,7 +276,7 @@ async def _claim_inbox(conn: Connection, service: str, items: Sequence[_Item]) -
     return {r["event_id"] for r in rows}
 
 
-async def _record_outcomes(conn: Connection, service: str, applied: Sequence[Received]) -> None:
+async def _record_outcomes(conn: Connection, service: str, applied: Sequence[Received[P]]) -> None:
     if applied:
         await conn.execute(
             """
@@ -282,22 +287,6 @@ async def _record_outcomes(conn: Connection, service: str, applied: Sequence[Rec
             service,
             [r.event.id for r in applied],
             [r.outcome for r in applied],
-        )
-
-
-async def _write_audit(conn: Connection, service: str, entries: Sequence[AuditEntry]) -> None:
-    if entries:
-        await conn.execute(
-            """
-            INSERT INTO audit_log (service, entity_type, entity_id, action, detail)
-            SELECT $1, t, i, a, d::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-                AS v(t, i, a, d)
-            """,
-            service,
-            [e.entity_type for e in entries],
-            [e.entity_id for e in entries],
-            [e.action for e in entries],
-            [json.dumps(dict(e.detail), default=str) for e in entries],
         )
 
 
@@ -331,23 +320,23 @@ async def _record_dead_letters(
 
 async def _apply_batch(
     runtime: ServiceRuntime,
-    items: Sequence[_Item],
-    effect: BatchEffect,
+    items: Sequence[_Item[P]],
+    effect: BatchEffect[P],
     *,
     accept_gap: bool,
     ingress_from_header: bool,
-) -> _Outcome:
+) -> _Outcome[P]:
     """Apply ``items`` in one transaction (see the module doc); raises on any failure."""
     service = runtime.service
-    done = _Outcome()
+    done: _Outcome[P] = _Outcome()
     async with runtime.pool.acquire() as conn, conn.transaction():
         await claim_positions(conn, service, [i.message for i in items], accept_gap=accept_gap)
-        first: dict[str, _Item] = {}
+        first: dict[str, _Item[P]] = {}
         for item in items:
             if item.event is not None and item.error is None:
                 first.setdefault(item.event.id, item)
         claimed = await _claim_inbox(conn, service, list(first.values()))
-        fresh: list[Received] = []
+        fresh: list[Received[P]] = []
         for item in items:
             if item.event is None or item.payload is None or item.error is not None:
                 continue
@@ -381,7 +370,7 @@ async def _apply_batch(
                 service,
                 rejected,
             )
-        at = datetime.now(UTC)
+        at = runtime.clock()
         refusals = [
             (item, dead_letter_for(item.message, item.error, service, at))
             for item in items
@@ -404,7 +393,7 @@ async def _apply_batch(
             for i in done.duplicates
             if i.event is not None
         ]
-        await _write_audit(
+        await write_audit(
             conn, service, [a for r in done.applied for a in r.audits] + duplicate_audits
         )
         rows = [row for r in done.applied for row in r.outputs] + [
@@ -422,7 +411,7 @@ async def _apply_batch(
     return done
 
 
-def _after_commit(runtime: ServiceRuntime, done: _Outcome, stage: str) -> None:
+def _after_commit(runtime: ServiceRuntime, done: _Outcome[P], stage: str) -> None:
     """Metrics, logs and callbacks of a committed batch."""
     metrics, log = runtime.metrics, runtime.log
     if done.enqueued:
@@ -460,12 +449,12 @@ def _after_commit(runtime: ServiceRuntime, done: _Outcome, stage: str) -> None:
 async def consume(
     runtime: ServiceRuntime,
     messages: Sequence[InboundMessage],
-    accepted: Mapping[str, type[ContractModel]],
-    effect: BatchEffect,
+    accepted: Mapping[str, type[P]],
+    effect: BatchEffect[P],
     *,
     stage: str,
     ingress_from_header: bool = True,
-    before: Before | None = None,
+    before: Before[P] | None = None,
 ) -> None:
     """Process a batch of messages to a durable end: each applied, skipped as a duplicate,
     or dead-lettered. ``before`` sees every valid event of the batch (duplicates
@@ -490,12 +479,14 @@ async def consume(
 
 async def _until_durable(
     runtime: ServiceRuntime,
-    items: Sequence[_Item],
-    effect: BatchEffect,
+    items: Sequence[_Item[P]],
+    effect: BatchEffect[P],
     stage: str,
     ingress_from_header: bool,
 ) -> None:
-    delay = 0.2
+    retry = Retry(
+        runtime.metrics, runtime.log, stage=stage, first=0.2, cap=runtime.settings.retry_max_seconds
+    )
     waited_for_order = 0.0
     accept_gap = False
     while True:
@@ -525,48 +516,49 @@ async def _until_durable(
             await asyncio.sleep(ORDER_POLL_SECONDS)
             waited_for_order += ORDER_POLL_SECONDS
             continue
-        # Database/broker trouble or a bug: retry, never skip. The exception text is not
-        # logged because driver messages can quote row values.
+        # Database/broker trouble or a bug: retry, never skip.
         except Exception as exc:
-            runtime.metrics.retries.labels(stage=stage).inc()
             first = items[0].message
-            runtime.log.error(
+            retry.failed(
                 "processing_failed_retrying",
-                topic=first.topic,
-                partition=first.partition,
-                offset=first.offset,
-                batch_events=len(items),
-                error_type=type(exc).__name__,
-                delay_seconds=delay,
+                exc,
+                {
+                    "topic": first.topic,
+                    "partition": first.partition,
+                    "offset": first.offset,
+                    "batch_events": len(items),
+                },
+                level="error",
             )
             if len(items) > 1:
                 # One event may be the cause: go on one event per transaction.
                 for item in items:
                     await _until_durable(runtime, [item], effect, stage, ingress_from_header)
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, runtime.settings.retry_max_seconds)
+            await retry.wait()
     _after_commit(runtime, done, stage)
 
 
 def consume_topic(
     runtime: ServiceRuntime,
     topic: str,
-    accepted: Mapping[str, type[ContractModel]],
-    effect: BatchEffect,
+    accepted: Mapping[str, type[P]],
+    effect: BatchEffect[P],
     *,
-    stage: str,
-    before: Before | None = None,
+    before: Before[P] | None = None,
 ) -> None:
     """Register the agent that feeds contract topic ``topic`` through :func:`consume`, a
     batch (``batch_max_events``, or what came within ``batch_linger_seconds``) at a time.
 
     One agent per topic, concurrency 1 (docs/kafka-faust-notes.md: more can commit past an
-    in-flight message). ``before`` runs on each batch first (screening's history).
+    in-flight message). ``before`` runs on each batch first (screening's history). Its
+    stage, in metrics and logs, is the service and the topic it reads
+    (:func:`~services.common.metrics.stage_label`: ``routing_decisions``).
     """
     app = runtime.app
     settings = runtime.settings
     from_header = topic not in EXTERNAL_TOPICS
+    stage = stage_label(runtime.service, topic_work(topic))
 
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(

@@ -1,5 +1,11 @@
-"""What every service process shares at run time: settings, logger, metrics, database
-pool, outbox relay, topic names — built once, started lazily inside Faust's event loop.
+"""What every service process shares at run time: settings, logger, metrics, clock,
+database pool, outbox relay, topic names, background loops — built once, started lazily
+inside Faust's event loop.
+
+Every service reads "now" from :attr:`ServiceRuntime.clock` (``MASH_CLOCK_FILE`` lets tests
+fix and move it: :mod:`services.common.clock`), retries through :meth:`ServiceRuntime.retry`
+and runs its background loops through :meth:`ServiceRuntime.every`
+(:mod:`services.common.retry`).
 """
 
 from __future__ import annotations
@@ -7,21 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
 import faust
 import structlog
 
+from services.common.clock import Clock, clock_from
 from services.common.db import SchemaNotMigrated, create_pool, require_migrated
 from services.common.health import Bounds, HealthCollector, HealthState, probe_timeout
 from services.common.kafka import ensure_topics, make_app
 from services.common.kafka_security import kafka_client_security, security_log_fields
 from services.common.lag import ConsumerProbe
 from services.common.logging import configure_logging
-from services.common.metrics import ServiceMetrics
+from services.common.metrics import ServiceMetrics, stage_label
 from services.common.outbox import OutboxRelay
+from services.common.retry import Retry, every, no_fields
 from services.common.settings import Settings, load_settings
 from services.common.topics import TopicNames, TopicSpec
 
@@ -29,9 +37,14 @@ from services.common.topics import TopicNames, TopicSpec
 class ServiceRuntime:
     """The shared runtime of one service process."""
 
-    def __init__(self, service: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self, service: str, settings: Settings | None = None, clock: Clock | None = None
+    ) -> None:
         self.service = service
         self.settings = settings or load_settings()
+        #: "Now" for everything this process records or decides: the real time, or the
+        #: instant in ``MASH_CLOCK_FILE`` (tests).
+        self.clock: Clock = clock or clock_from(self.settings.clock_file)
         self.log: structlog.stdlib.BoundLogger = configure_logging(service, self.settings.log_level)
         self.metrics = ServiceMetrics(service)
         self.topics = TopicNames(self.settings.topic_prefix)
@@ -102,7 +115,7 @@ class ServiceRuntime:
         async with self._start_lock:
             if self._started.is_set():
                 return
-            delay = 0.5
+            retry = self.retry("database_connect", first=0.5)
             while True:
                 try:
                     self._pool = await create_pool(self.settings.database_url)
@@ -110,19 +123,12 @@ class ServiceRuntime:
                 except SchemaNotMigrated as exc:
                     # The database was down at start (run() could not check it) and is
                     # behind this release: wait for `mash db migrate`, saying so.
-                    self.metrics.retries.labels(stage="database_connect").inc()
-                    self.log.error(
-                        "database_schema_not_migrated", missing=exc.missing, delay_seconds=delay
+                    retry.failed(
+                        "database_schema_not_migrated", exc, {"missing": exc.missing}, level="error"
                     )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.retry_max_seconds)
                 except (OSError, asyncpg.PostgresError) as exc:
-                    self.metrics.retries.labels(stage="database_connect").inc()
-                    self.log.warning(
-                        "database_unavailable", error_type=type(exc).__name__, delay_seconds=delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.retry_max_seconds)
+                    retry.failed("database_unavailable", exc)
+                await retry.wait()
             self._relay = OutboxRelay(
                 service=self.service,
                 pool=self._pool,
@@ -140,6 +146,36 @@ class ServiceRuntime:
             )
             self._started.set()
             self.log.info("service_ready")
+
+    def retry(self, work: str, *, first: float) -> Retry:
+        """The back-off of one of this service's kinds of work (its stage: ``work``, see
+        :func:`~services.common.metrics.stage_label`): from ``first`` seconds, doubling up
+        to ``retry_max_seconds``."""
+        return Retry(
+            self.metrics,
+            self.log,
+            stage=stage_label(self.service, work),
+            first=first,
+            cap=self.settings.retry_max_seconds,
+        )
+
+    async def every(
+        self,
+        seconds: float,
+        job: Callable[[], Awaitable[float | None]],
+        *,
+        work: str,
+        failed: str,
+        first_retry: float | None = None,
+        wakeup: asyncio.Event | None = None,
+        fields: Callable[[], Mapping[str, object]] = no_fields,
+    ) -> None:
+        """Run a background loop of this service once it is :meth:`ready`: ``job`` every
+        ``seconds`` (see :func:`services.common.retry.every`), backing off from
+        ``first_retry`` (default: ``seconds``) after a failure logged as ``failed``."""
+        await self.ready()
+        retry = self.retry(work, first=seconds if first_retry is None else first_retry)
+        await every(seconds, job, retry, failed=failed, wakeup=wakeup, fields=fields)
 
     async def _shutdown(self) -> None:
         """Faust is stopping (consumer already stopped): flush the relay, close the pool."""

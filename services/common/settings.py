@@ -280,7 +280,8 @@ class Settings(BaseSettings):
     )
     clock_file: str | None = Field(
         default=None,
-        description="A file holding an RFC 3339 instant read as 'now' (tests); unset: real time.",
+        description="A file holding an RFC 3339 instant every service reads as 'now' (tests);"
+        " unset: real time.",
     )
     sla_scan_seconds: float = Field(
         default=5.0, gt=0, description="How often routing looks for missed deadlines."

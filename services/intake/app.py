@@ -18,11 +18,11 @@ one is recorded (:meth:`Intake.record_case_statuses`); contacts find the open ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
 from schemas.inbound import CaseStatus, PoliceNotification, Referral
 from schemas.types import ce_type_of
+from services.common.clock import Clock
 from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
 from services.common.topics import (
@@ -44,21 +44,16 @@ from services.intake.council_cases import (
 )
 
 SERVICE = "intake"
-POLICE_TYPES = {ce_type_of(PoliceNotification): PoliceNotification}
-REFERRAL_TYPES = {ce_type_of(Referral): Referral}
+Inbound = PoliceNotification | Referral
+"""What becomes a contact."""
+POLICE_TYPES: dict[str, type[Inbound]] = {ce_type_of(PoliceNotification): PoliceNotification}
+REFERRAL_TYPES: dict[str, type[Inbound]] = {ce_type_of(Referral): Referral}
 CASE_STATUS_TYPES = {ce_type_of(CaseStatus): CaseStatus}
 
 
-def utc_now() -> datetime:
-    """The current time, in UTC (a contact's recorded time)."""
-    return datetime.now(UTC)
-
-
-def _arrival(received: Received) -> Arrival:
+def _arrival(received: Received[Inbound]) -> Arrival:
     """What intake reads off one valid inbound event."""
-    payload = received.payload
-    assert isinstance(payload, PoliceNotification | Referral)
-    return arrival_of(payload, received.event, received.message)
+    return arrival_of(received.payload, received.event, received.message)
 
 
 class Intake:
@@ -68,13 +63,14 @@ class Intake:
         self,
         runtime: ServiceRuntime,
         topology: Topology,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock | None = None,
     ) -> None:
         self.runtime = runtime
         self.topology = topology
-        self.clock = clock
+        self.clock: Clock = clock or runtime.clock
+        """A contact's recorded time (the runtime's clock unless a test gives one)."""
 
-    async def record_batch(self, batch: Sequence[Received]) -> None:
+    async def record_batch(self, batch: Sequence[Received[Inbound]]) -> None:
         """Record the batch's contacts and enqueue them, in offset order; a repeat by source
         reference (of a recorded contact or an earlier one of the batch) has no effect."""
         if not batch:
@@ -90,7 +86,7 @@ class Intake:
             else:
                 await self._recorded(received, new)
 
-    async def record_case_statuses(self, batch: Sequence[Received]) -> None:
+    async def record_case_statuses(self, batch: Sequence[Received[CaseStatus]]) -> None:
         """Record each case status of the batch, in offset order, as its council case's
         status unless a later one is recorded (an older one is superseded, the recorded one
         again is a duplicate by source); a case naming a hub this deployment does not hold
@@ -98,10 +94,9 @@ class Intake:
         if not batch:
             return
         conn = batch[0].conn
-        statuses: list[tuple[Received, CouncilCase]] = []
+        statuses: list[tuple[Received[CaseStatus], CouncilCase]] = []
         for received in batch:
             payload = received.payload
-            assert isinstance(payload, CaseStatus)
             if payload.hub is not None and payload.hub not in self.topology.hub_ids:
                 received.refused = Rejected.unknown_reference(
                     "hub", f"no hub {payload.hub!r} in topology {self.topology.name!r}"
@@ -118,7 +113,9 @@ class Intake:
             else:
                 await self._case_status(received, case, verdict)
 
-    async def _case_status(self, received: Received, case: CouncilCase, verdict: Verdict) -> None:
+    async def _case_status(
+        self, received: Received[CaseStatus], case: CouncilCase, verdict: Verdict
+    ) -> None:
         """Audit a case status recorded (action: the status) or superseded and, once
         committed, log it (ids and codes only)."""
         recorded = verdict == "recorded"
@@ -152,7 +149,7 @@ class Intake:
         received.after_commit(committed)
         received.outcome = "applied" if recorded else "superseded"
 
-    async def _duplicate(self, received: Received) -> None:
+    async def _duplicate(self, received: Received[Inbound] | Received[CaseStatus]) -> None:
         """Audit and count a repeat by source reference."""
         topic = received.message.topic
         received.after_commit(
@@ -161,7 +158,7 @@ class Intake:
         await received.audit("inbound_event", received.event.id, "duplicate_source_reference", {})
         received.outcome = "duplicate_source"
 
-    async def _recorded(self, received: Received, new: NewContact) -> None:
+    async def _recorded(self, received: Received[Inbound], new: NewContact) -> None:
         """Audit a recorded contact, enqueue it on ``mash.contacts.v1`` and, once committed,
         observe its report age and log it (ids only)."""
         contact = new.contact
@@ -210,14 +207,8 @@ def build(runtime: ServiceRuntime) -> Intake:
     """Register intake's agents on the runtime's Faust app."""
     intake = Intake(runtime, load_topology(runtime.settings.topology))
 
-    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record_batch, stage=SERVICE)
-    consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record_batch, stage=SERVICE)
-    consume_topic(
-        runtime,
-        INBOUND_CASE_STATUS,
-        CASE_STATUS_TYPES,
-        intake.record_case_statuses,
-        stage=SERVICE,
-    )
+    consume_topic(runtime, INBOUND_POLICE, POLICE_TYPES, intake.record_batch)
+    consume_topic(runtime, INBOUND_REFERRALS, REFERRAL_TYPES, intake.record_batch)
+    consume_topic(runtime, INBOUND_CASE_STATUS, CASE_STATUS_TYPES, intake.record_case_statuses)
 
     return intake

@@ -26,16 +26,10 @@ detail (the firewall's allow-lists). Its Operation Encompass notices are withhel
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, Sequence, Set
-from contextlib import contextmanager
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-import structlog
-
-from schemas.base import ContractModel
 from schemas.events import Contact, Routed
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
@@ -57,7 +51,8 @@ SERVICE = "notifications"
 CONTACT_TYPES = {ce_type_of(Contact): Contact}
 ROUTED_TYPES = {ce_type_of(Routed): Routed}
 
-M = TypeVar("M", bound=ContractModel)
+E = TypeVar("E", Contact, Routed)
+"""An event notifications consumes."""
 
 
 @dataclass(frozen=True)
@@ -72,24 +67,6 @@ class Written:
     """(contact id, subject id) of the children newly recorded as withheld."""
     to_deliver: Set[str]
     """Ids of the new feedback events with a webhook delivery."""
-
-
-def _payload(received: Received, model: type[M]) -> M:
-    payload = received.payload
-    assert isinstance(payload, model)
-    return payload
-
-
-@contextmanager
-def _bound(received: Received) -> Iterator[None]:
-    """Log lines about ``received`` carry its coordinates and id."""
-    with structlog.contextvars.bound_contextvars(
-        topic=received.message.topic,
-        partition=received.message.partition,
-        offset=received.message.offset,
-        event_id=received.event.id,
-    ):
-        yield
 
 
 class Notifications:
@@ -108,7 +85,7 @@ class Notifications:
         self.webhooks = webhooks
         self.sender = None if webhooks is None else WebhookSender(runtime, webhooks)
 
-    async def on_contacts(self, batch: Sequence[Received]) -> None:
+    async def on_contacts(self, batch: Sequence[Received[Contact]]) -> None:
         """Recorded contacts: acknowledge each; for police domestic abuse, tell the schools.
 
         Contacts need no state read first: whether a row is new is what its insert says.
@@ -117,12 +94,11 @@ class Notifications:
         """
         ledger = plan.Ledger()
         plans = [
-            plan.contact_plan(_payload(r, Contact), ledger, self.calendar, datetime.now(UTC))
-            for r in batch
+            plan.contact_plan(r.payload, ledger, self.calendar, self.runtime.clock()) for r in batch
         ]
         await self._carry_out(batch, plans)
 
-    async def on_routings(self, batch: Sequence[Received]) -> None:
+    async def on_routings(self, batch: Sequence[Received[Routed]]) -> None:
         """Routings: report each outcome, or an update when what the referrer knows changed.
 
         The batch's contacts are locked (in key order), then their feedback is read, in two
@@ -131,22 +107,22 @@ class Notifications:
         """
         if not batch:
             return
-        routings = [_payload(r, Routed) for r in batch]
+        routings = [r.payload for r in batch]
         contact_ids = sorted({r.contact_id for r in routings})
         conn = batch[0].conn
         await store.lock_contacts(conn, contact_ids)
         ledger = plan.Ledger(await store.recorded_feedback(conn, contact_ids))
-        plans = [plan.routed_plan(r, ledger, self.topology, datetime.now(UTC)) for r in routings]
+        plans = [plan.routed_plan(r, ledger, self.topology, self.runtime.clock()) for r in routings]
         await self._carry_out(batch, plans)
 
-    async def _carry_out(self, batch: Sequence[Received], plans: Sequence[plan.Plan]) -> None:
+    async def _carry_out(self, batch: Sequence[Received[E]], plans: Sequence[plan.Plan]) -> None:
         """Write the batch's rows, then, event by event in order, emit and count what was
         new and set each event's outcome (or refuse it)."""
         if not batch:
             return
         written = await self._write(batch[0].conn, plans)
         for received, planned in zip(batch, plans, strict=True):
-            with _bound(received):
+            with received.logged():
                 if planned.refused:
                     received.refused = Rejected.unknown_reference(
                         "hub", "the hub is not in this deployment's topology"
@@ -220,7 +196,7 @@ class Notifications:
         )
 
     async def _disclose_on_kafka(
-        self, received: Received, issue: plan.Issue, written: Written
+        self, received: Received[E], issue: plan.Issue, written: Written
     ) -> None:
         """Enqueue a new event (its disclosure is recorded), then count and log it."""
         d = issue.disclosure
@@ -238,7 +214,7 @@ class Notifications:
             self._notice_issued(received, issue.notice)
 
     def _feedback_issued(
-        self, received: Received, row: store.FeedbackRow, d: Disclosure, written: Written
+        self, received: Received[E], row: store.FeedbackRow, d: Disclosure, written: Written
     ) -> None:
         if d.event_id in written.to_deliver and self.sender is not None:
             received.after_commit(self.sender.notify)
@@ -255,7 +231,7 @@ class Notifications:
             agency_type=d.audience,
         )
 
-    def _notice_issued(self, received: Received, row: store.NoticeRow) -> None:
+    def _notice_issued(self, received: Received[E], row: store.NoticeRow) -> None:
         received.after_commit(self.runtime.metrics.encompass_notices_due.inc)
         self.runtime.log.info(
             "encompass_notice_issued",
@@ -264,7 +240,7 @@ class Notifications:
             subject_id=row.subject_id,
         )
 
-    def _unmatched(self, received: Received, child: encompass.Unmatched) -> None:
+    def _unmatched(self, received: Received[E], child: encompass.Unmatched) -> None:
         received.after_commit(
             lambda: self.runtime.metrics.encompass_unmatched.labels(reason=child.reason).inc()
         )
@@ -275,7 +251,7 @@ class Notifications:
             reason=child.reason,
         )
 
-    def _withheld(self, received: Received, child: encompass.Withheld) -> None:
+    def _withheld(self, received: Received[E], child: encompass.Withheld) -> None:
         """Once committed, count and log (ids only) a child whose notice is withheld."""
         metrics, log = self.runtime.metrics, self.runtime.log
 
@@ -291,26 +267,26 @@ class Notifications:
         received.after_commit(committed)
 
     async def watch_encompass(self) -> None:
-        """Count notices as sent once the broker has them; keep the unsent gauge fresh."""
-        await self.runtime.ready()
+        """Forever: count notices as sent once the broker has them and keep the unsent
+        gauge fresh, every ``outbox_poll_seconds`` (backing off while the database is
+        down: the next round catches up)."""
+        await self.runtime.every(
+            self.runtime.settings.outbox_poll_seconds,
+            self.count_notices,
+            work="encompass_watch",
+            failed="encompass_watch_failed",
+        )
+
+    async def count_notices(self) -> None:
+        """One round of :meth:`watch_encompass`."""
         metrics = self.runtime.metrics
-        topic = self.runtime.topics(SCHOOL_NOTIFICATIONS)
-        while True:
-            try:
-                async with self.runtime.pool.acquire() as conn:
-                    sent = await store.mark_notices_sent(conn, topic)
-                    waiting, overdue = await store.unsent_notices(conn)
-                for on_time in sent:
-                    metrics.encompass_notices_sent.labels(
-                        timeliness="on_time" if on_time else "late"
-                    ).inc()
-                metrics.encompass_notices_unsent.labels(overdue="false").set(waiting)
-                metrics.encompass_notices_unsent.labels(overdue="true").set(overdue)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database down: the next round catches up
-                self.runtime.log.warning("encompass_watch_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(self.runtime.settings.outbox_poll_seconds)
+        async with self.runtime.pool.acquire() as conn:
+            sent = await store.mark_notices_sent(conn, self.runtime.topics(SCHOOL_NOTIFICATIONS))
+            waiting, overdue = await store.unsent_notices(conn)
+        for on_time in sent:
+            metrics.encompass_notices_sent.labels(timeliness="on_time" if on_time else "late").inc()
+        metrics.encompass_notices_unsent.labels(overdue="false").set(waiting)
+        metrics.encompass_notices_unsent.labels(overdue="true").set(overdue)
 
 
 def build(runtime: ServiceRuntime) -> Notifications:
@@ -324,20 +300,8 @@ def build(runtime: ServiceRuntime) -> Notifications:
     )
     app = runtime.app
 
-    consume_topic(
-        runtime,
-        CONTACTS,
-        CONTACT_TYPES,
-        notifications.on_contacts,
-        stage="notifications_contact",
-    )
-    consume_topic(
-        runtime,
-        ROUTED,
-        ROUTED_TYPES,
-        notifications.on_routings,
-        stage="notifications_routed",
-    )
+    consume_topic(runtime, CONTACTS, CONTACT_TYPES, notifications.on_contacts)
+    consume_topic(runtime, ROUTED, ROUTED_TYPES, notifications.on_routings)
     app.task(notifications.watch_encompass)
     if notifications.sender is not None:
         app.task(notifications.sender.run)

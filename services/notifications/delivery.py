@@ -11,8 +11,6 @@ run: a delivery is leased to one sender at a time (``FOR UPDATE SKIP LOCKED`` + 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from datetime import UTC, datetime
 
 import aiohttp
 
@@ -46,35 +44,32 @@ class WebhookSender:
         self.wakeup.set()
 
     async def run(self) -> None:
-        """Send due deliveries forever; back off while the database is unreachable."""
-        await self.runtime.ready()
-        policy = self.config.policy
-        timeout = aiohttp.ClientTimeout(total=policy.timeout_seconds)
-        delay = 0.5
+        """Send due deliveries forever: at once while batches come back full, else when
+        notified, when the next retry is due or every ``poll_seconds``; back off while the
+        database is unreachable."""
+        timeout = aiohttp.ClientTimeout(total=self.config.policy.timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                self.wakeup.clear()
-                try:
-                    sent = await self.send_due(session)
-                    async with self.runtime.pool.acquire() as conn:
-                        pending, due_in = await store.pending_deliveries(conn)
-                    self.runtime.metrics.webhook_pending.set(pending)
-                    delay = 0.5
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # database down: never give up, never spin
-                    self.runtime.metrics.retries.labels(stage="webhook_delivery").inc()
-                    self.runtime.log.warning(
-                        "webhook_sender_failed", error_type=type(exc).__name__, delay_seconds=delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.runtime.settings.retry_max_seconds)
-                    continue
-                if sent == policy.batch_size:
-                    continue  # more may be waiting
-                wait = policy.poll_seconds if due_in is None else min(policy.poll_seconds, due_in)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), timeout=max(wait, 0.01))
+            await self.runtime.every(
+                self.config.policy.poll_seconds,
+                lambda: self.send_round(session),
+                work="webhook_delivery",
+                failed="webhook_sender_failed",
+                first_retry=0.5,
+                wakeup=self.wakeup,
+            )
+
+    async def send_round(self, session: aiohttp.ClientSession) -> float:
+        """Send what is due and refresh the pending gauge; return the wait before the next
+        round (none while batches come back full: more may be waiting)."""
+        policy = self.config.policy
+        sent = await self.send_due(session)
+        async with self.runtime.pool.acquire() as conn:
+            pending, due_in = await store.pending_deliveries(conn)
+        self.runtime.metrics.webhook_pending.set(pending)
+        if sent == policy.batch_size:
+            return 0.0
+        wait = policy.poll_seconds if due_in is None else min(policy.poll_seconds, due_in)
+        return max(wait, 0.01)
 
     async def send_due(self, session: aiohttp.ClientSession) -> int:
         """Attempt every delivery that is due now (one batch); return how many."""
@@ -146,7 +141,7 @@ class WebhookSender:
                 fields=tuple(
                     sorted(n for n in Feedback.model_fields if getattr(feedback, n) is not None)
                 ),
-                disclosed_at=datetime.now(UTC),
+                disclosed_at=self.runtime.clock(),
             )
         async with self.runtime.pool.acquire() as conn:
             await store.finish_attempt(

@@ -6,8 +6,8 @@ Thin I/O around :mod:`services.routing.decisions` and :mod:`services.routing.upd
 is in :mod:`services.routing.store`. Two agents consume through the one pipeline,
 mash.decisions.v1 and mash.queue-updates.v1, each a batch at a time: load, plan, write,
 announce — a fixed number of statements per batch. Two background tasks need no traffic:
-the breach scheduler and the open-items gauge. Every time is read from the injected clock
-(:mod:`services.routing.clock`), never from the system directly.
+the breach scheduler and the open-items gauge. Every time is read from the runtime's
+injected clock (:mod:`services.common.clock`), never from the system directly.
 
 The plans carry the events each step emits, ids included
 (:mod:`services.routing.announcements`): the app only enqueues them.
@@ -15,9 +15,8 @@ The plans carry the events each step emits, ids included
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from schemas.events import Decision
 from schemas.inbound import QueueUpdate
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
+from services.common.clock import Clock
 from services.common.outbox import enqueue_rows, outbox_row
 from services.common.pipeline import Received, Rejected, consume_topic
 from services.common.runtime import ServiceRuntime
@@ -32,7 +32,6 @@ from services.common.topics import DECISIONS, QUEUE_UPDATES
 from services.common.topology import load_topology
 from services.routing import store
 from services.routing.announcements import Announcement, breached
-from services.routing.clock import Clock, clock_from
 from services.routing.deadlines import DeadlineConfig, calendar_for, load_deadline_config
 from services.routing.decisions import (
     BatchWrites,
@@ -55,18 +54,6 @@ QUEUE_UPDATE_TYPES = {ce_type_of(QueueUpdate): QueueUpdate}
 BREACH_BATCH = 500
 
 
-def _decision_of(received: Received) -> Decision:
-    decision = received.payload
-    assert isinstance(decision, Decision)
-    return decision
-
-
-def _update_of(received: Received) -> QueueUpdate:
-    update = received.payload
-    assert isinstance(update, QueueUpdate)
-    return update
-
-
 class Routing:
     """Routing's effects and background work."""
 
@@ -74,11 +61,10 @@ class Routing:
         self,
         runtime: ServiceRuntime,
         config: DeadlineConfig | None = None,
-        clock: Clock | None = None,
     ) -> None:
         self.runtime = runtime
         self.config = config or load_deadline_config()
-        self.clock = clock or clock_from(runtime.settings.clock_file)
+        self.clock: Clock = runtime.clock
         self.hubs = load_topology(runtime.settings.topology).hub_ids
         self.gauges = RecordGauges(runtime.metrics, self.hubs)
         self._calendars: dict[str, WorkingCalendar] = {}
@@ -94,14 +80,14 @@ class Routing:
 
     # --- decisions -----------------------------------------------------------------------
 
-    async def route(self, batch: Sequence[Received]) -> None:
+    async def route(self, batch: Sequence[Received[Decision]]) -> None:
         """Route a batch of decisions in offset order exactly as routing them one by one
         would (why: :mod:`services.routing.decisions`), in a fixed number of statements: read
         the record once, plan every decision in memory, write every row, then announce each
         decision's changes in its own order."""
         conn = batch[0].conn
         now = self.clock()
-        decisions = [_decision_of(r) for r in batch]
+        decisions = [r.payload for r in batch]
         state = await store.load_record(conn, decisions)
         steps = plan_batch(decisions, state, now, self.config, self.calendar, self.hubs)
         inserted, due = await self._write(conn, batch_writes(steps), now)
@@ -145,7 +131,7 @@ class Routing:
 
     async def _announce(
         self,
-        received: Received,
+        received: Received[Decision],
         step: DecisionStep,
         inserted: set[str],
         breaches: Sequence[DueBreach],
@@ -202,7 +188,9 @@ class Routing:
         )
 
     @staticmethod
-    async def _emit(received: Received, event: Announcement) -> None:
+    async def _emit(
+        received: Received[Decision] | Received[QueueUpdate], event: Announcement
+    ) -> None:
         """Enqueue one event a plan announces, with the batch."""
         await received.emit(
             event.topic, key=event.key, event_id=event.event_id, data=event.data, time=event.time
@@ -210,13 +198,13 @@ class Routing:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def update(self, batch: Sequence[Received]) -> None:
+    async def update(self, batch: Sequence[Received[QueueUpdate]]) -> None:
         """Apply a batch of lifecycle steps in offset order exactly as applying them one by
         one would (why: :mod:`services.routing.updates`), in a fixed number of statements;
         refuse each step its item does not allow (dead letter with a reason)."""
         conn = batch[0].conn
         now = self.clock()
-        updates = [(r.event.id, _update_of(r)) for r in batch]
+        updates = [(r.event.id, r.payload) for r in batch]
         state = await store.load_lifecycle(
             conn,
             [u.queue_item_id for _, u in updates],
@@ -240,7 +228,7 @@ class Routing:
         await store.mark_breached(conn, now, writes.breaches)
         await store.add_history(conn, writes.history)
 
-    async def _announce_update(self, received: Received, step: UpdateStep) -> None:
+    async def _announce_update(self, received: Received[QueueUpdate], step: UpdateStep) -> None:
         """Set an update's outcome (or refusal) and emit the item's new status, then the
         siblings' items that joined the strategy discussion it records, then the breaches
         the step claimed."""
@@ -318,7 +306,16 @@ class Routing:
 
     async def watch_deadlines(self) -> None:
         """Forever: look for missed clocks every ``sla_scan_seconds`` (no traffic needed)."""
-        await self._every(self.runtime.settings.sla_scan_seconds, self.scan_breaches, "sla")
+        await self.runtime.every(
+            self.runtime.settings.sla_scan_seconds,
+            self._scan_round,
+            work="sla_scan",
+            failed="routing_task_failed",
+            fields=lambda: {"kind": "sla"},
+        )
+
+    async def _scan_round(self) -> None:
+        await self.scan_breaches()
 
     # --- what ops see --------------------------------------------------------------------
 
@@ -330,27 +327,16 @@ class Routing:
 
     async def watch_queues(self) -> None:
         """Forever: refresh the record gauges every ``record_gauges_seconds``."""
-        await self._every(self.runtime.settings.record_gauges_seconds, self.refresh_gauge, "gauge")
+        await self.runtime.every(
+            self.runtime.settings.record_gauges_seconds,
+            self._gauge_round,
+            work="record_gauges",
+            failed="routing_task_failed",
+            fields=lambda: {"kind": "gauge"},
+        )
 
-    async def _every(self, seconds: float, job: Callable[[], Awaitable[int]], stage: str) -> None:
-        await self.runtime.ready()
-        delay = seconds
-        while True:
-            try:
-                await job()
-                delay = seconds
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # database down or clock file unreadable: retry
-                self.runtime.metrics.retries.labels(stage=stage).inc()
-                self.runtime.log.warning(
-                    "routing_task_failed",
-                    kind=stage,
-                    error_type=type(exc).__name__,
-                    delay_seconds=delay,
-                )
-                delay = min(delay * 2, self.runtime.settings.retry_max_seconds)
-            await asyncio.sleep(delay)
+    async def _gauge_round(self) -> None:
+        await self.refresh_gauge()
 
 
 def build(runtime: ServiceRuntime) -> Routing:
@@ -358,10 +344,8 @@ def build(runtime: ServiceRuntime) -> Routing:
     routing = Routing(runtime)
     app = runtime.app
 
-    consume_topic(runtime, DECISIONS, DECISION_TYPES, routing.route, stage=SERVICE)
-    consume_topic(
-        runtime, QUEUE_UPDATES, QUEUE_UPDATE_TYPES, routing.update, stage=f"{SERVICE}_lifecycle"
-    )
+    consume_topic(runtime, DECISIONS, DECISION_TYPES, routing.route)
+    consume_topic(runtime, QUEUE_UPDATES, QUEUE_UPDATE_TYPES, routing.update)
 
     app.task(routing.watch_deadlines)
     app.task(routing.watch_queues)

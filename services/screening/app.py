@@ -22,10 +22,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from schemas.base import ContractModel
 from schemas.events import Contact, Decision
 from schemas.inbound import PractitionerDecision
 from schemas.types import ce_type_of
@@ -133,23 +131,19 @@ class Screening:
             self._keep_parsed(contact.subject_key, value, after)
         return after.facts_for(contact, self.rule_set.windows)
 
-    def remember_batch(self, batch: Sequence[tuple[InboundMessage, ContractModel]]) -> None:
+    def remember_batch(self, batch: Sequence[tuple[InboundMessage, Contact]]) -> None:
         """Remember every valid contact of a batch, in order, before its transaction (see
         the module doc), keeping each one's facts as one-by-one screening would see them."""
         self._facts = {}
         for message, contact in batch:
-            assert isinstance(contact, Contact)
             facts = self.remember(contact, message.partition)
             self._facts.setdefault(contact.contact_id, facts)
 
-    async def decide_batch(self, batch: Sequence[Received]) -> None:
+    async def decide_batch(self, batch: Sequence[Received[Contact]]) -> None:
         """Screen each contact of a batch in order, record the decisions in one statement
         and enqueue them (or hold an s47, announced as held); a contact decided before is
         decided once."""
-        contacts = []
-        for received in batch:
-            assert isinstance(received.payload, Contact)
-            contacts.append(received.payload)
+        contacts = [received.payload for received in batch]
         decided = await store.contacts_with_automated_decision(
             batch[0].conn, [c.contact_id for c in contacts]
         )
@@ -168,10 +162,10 @@ class Screening:
         await store.record_decisions(batch[0].conn, rows)
 
     async def _decide(
-        self, received: Received, contact: Contact, facts: ScreeningHistory
+        self, received: Received[Contact], contact: Contact, facts: ScreeningHistory
     ) -> store.DecisionRow:
         """Screen one contact: the decision to record; audit and output enqueued."""
-        decision = evaluate(contact, facts, self.rule_set, datetime.now(UTC))
+        decision = evaluate(contact, facts, self.rule_set, self.runtime.clock())
         held = awaits_confirmation(decision, self.s47_gate)
         await received.audit(
             "decision",
@@ -225,7 +219,12 @@ class Screening:
         received.outcome = "applied"
         return row
 
-    async def _publish(self, received: Received, decision: Decision, subject_key: str) -> None:
+    async def _publish(
+        self,
+        received: Received[Contact] | Received[PractitionerDecision],
+        decision: Decision,
+        subject_key: str,
+    ) -> None:
         await received.emit(
             DECISIONS,
             key=subject_key,
@@ -239,11 +238,10 @@ class Screening:
             ).inc()
         )
 
-    async def practitioner(self, received: Received) -> str:
+    async def practitioner(self, received: Received[PractitionerDecision]) -> str:
         """Apply a practitioner's confirm or override; refuse unknown contacts and invalid
         overrides (dead-lettered by the pipeline)."""
         given = received.payload
-        assert isinstance(given, PractitionerDecision)
         conn = received.conn
         state = await store.load_contact_decisions(conn, given.contact_id)
         if state is None:
@@ -272,21 +270,20 @@ class Screening:
             )
         if result.emit is not None:
             await self._publish(received, result.emit, state.subject_key)
-        await store.audit_practitioner(
-            conn,
-            service=self.runtime.service,
-            entity_id=result.decision_id,
-            action=f"practitioner_{result.kind}",
-            actor=given.practitioner_id,
-            at=given.decided_at,
-            detail={
+        await received.audit(
+            "decision",
+            result.decision_id,
+            f"practitioner_{result.kind}",
+            {
                 "contact_id": given.contact_id,
                 "event_id": received.event.id,
                 "agency": given.agency,
                 "kind": given.kind,
                 "outcome": result.emit.outcome if result.emit else state.current.outcome,
                 "supersedes_decision_id": result.superseded_decision_id,
+                "decided_at": given.decided_at.isoformat(),
             },
+            actor=given.practitioner_id,
         )
         received.after_commit(
             lambda: self.runtime.metrics.practitioner_decisions.labels(
@@ -329,15 +326,10 @@ def build(runtime: ServiceRuntime) -> Screening:
         CONTACTS,
         CONTACT_TYPES,
         screening.decide_batch,
-        stage=SERVICE,
         before=screening.remember_batch,
     )
     consume_topic(
-        runtime,
-        PRACTITIONER_DECISIONS,
-        PRACTITIONER_TYPES,
-        one_by_one(screening.practitioner),
-        stage=SERVICE,
+        runtime, PRACTITIONER_DECISIONS, PRACTITIONER_TYPES, one_by_one(screening.practitioner)
     )
 
     runtime.log.info(

@@ -13,8 +13,6 @@ from schemas.inbound import PractitionerDecision
 from services.screening.practitioner import ContactDecisions
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from services.common.db import Connection
 
 DecisionStatus = Literal["effective", "awaiting_confirmation", "superseded"]
@@ -182,28 +180,4 @@ async def record_practitioner_decision(
         decision.decided_at,
         result,
         decision_id,
-    )
-
-
-async def audit_practitioner(
-    conn: Connection,
-    *,
-    service: str,
-    entity_id: str,
-    action: str,
-    actor: str,
-    at: datetime,
-    detail: dict[str, object],
-) -> None:
-    """An audit-log row naming the practitioner as the actor (ids and codes only)."""
-    await conn.execute(
-        """
-        INSERT INTO audit_log (service, entity_type, entity_id, action, actor, detail)
-        VALUES ($1, 'decision', $2, $3, $4, $5::jsonb)
-        """,
-        service,
-        entity_id,
-        action,
-        actor,
-        json.dumps({**detail, "decided_at": at.isoformat()}),
     )

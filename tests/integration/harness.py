@@ -9,6 +9,7 @@ their own tables."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ from tests.support import (
 )
 
 T = TypeVar("T")
+
+
+def write_clock(path: Path, now: datetime) -> None:
+    """Write a service's "now" (atomically: the process never reads half a file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(now.astimezone(UTC).isoformat())
+    os.replace(tmp, path)
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -78,6 +86,8 @@ class ServiceUnderTest:
     ) -> None:
         self.world = world
         self.run_dir = run_dir
+        #: Where the service reads "now" when started with one (``MASH_CLOCK_FILE``).
+        self.clock_file = run_dir / "clock"
         self.metrics_port = free_port()
         world.extra_env.update({"MASH_METRICS_PORT": str(self.metrics_port), **(env or {})})
         # Each service under its own database role, as in production.
@@ -93,10 +103,16 @@ class ServiceUnderTest:
         *,
         topology: str = "two-hubs",
         env: Mapping[str, str] | None = None,
+        now: datetime | None = None,
     ) -> Self:
         """A new world (topics, empty database) with the service running in it (``env``:
-        extra settings)."""
-        world = await isolated_world(stack, topology=topology, extra_env=dict(env or {}))
+        extra settings; ``now``: the service's clock, frozen there until :meth:`set_clock`
+        moves it, else real time)."""
+        extra = dict(env or {})
+        if now is not None:
+            write_clock(run_dir / "clock", now)
+            extra["MASH_CLOCK_FILE"] = str(run_dir / "clock")
+        world = await isolated_world(stack, topology=topology, extra_env=extra)
         harness = cls(world, run_dir)
         harness.processes.start(cls.service)
         harness.producer = AIOKafkaProducer(
@@ -112,6 +128,10 @@ class ServiceUnderTest:
         self.processes.stop_all()
         if tail := self.log_tail(20):
             print(f"--- {self.service}.log (last lines)", tail, sep="\n")
+
+    def set_clock(self, now: datetime) -> None:
+        """Move the service's "now" (started with ``now``)."""
+        write_clock(self.clock_file, now)
 
     def kill(self) -> None:
         """SIGKILL the process: no graceful commit, no flush."""

@@ -4,7 +4,6 @@ of each (applied, duplicate or dead letter), the items, their history, and the t
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -53,25 +52,16 @@ def breach_pairs(records: list[Record]) -> list[tuple[str, str]]:
     return sorted((r.json()["queue_item_id"], r.json()["deadline"]) for r in records)
 
 
-def write_clock(path: Path, now: datetime) -> None:
-    """Write routing's "now" (atomically: the process never reads half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(now.astimezone(UTC).isoformat())
-    os.replace(tmp, path)
-
-
 class RoutingUnderTest(ServiceUnderTest):
     """Running routing process(es) of one world, with a movable clock."""
 
     service = "routing"
 
     def __init__(self, world: Isolated, run_dir: Path) -> None:
-        self.clock_file = run_dir / "clock"
         super().__init__(
             world,
             run_dir,
             {
-                "MASH_CLOCK_FILE": str(self.clock_file),
                 "MASH_SLA_SCAN_SECONDS": "0.2",
                 "MASH_RECORD_GAUGES_SECONDS": "0.3",
             },
@@ -95,17 +85,14 @@ class RoutingUnderTest(ServiceUnderTest):
     ) -> Self:
         """A new world with routing running in it and its clock at ``now`` (the real time
         unless given)."""
-        write_clock(run_dir / "clock", now or datetime.now(UTC))
-        return await super().start(stack, run_dir, topology=topology, env=env)
+        return await super().start(
+            stack, run_dir, topology=topology, env=env, now=now or datetime.now(UTC)
+        )
 
     async def stop(self) -> None:
         """Stop every routing process and the producer."""
         await super().stop()
         self.second.stop(self.service)
-
-    def set_clock(self, now: datetime) -> None:
-        """Move routing's "now"."""
-        write_clock(self.clock_file, now)
 
     # --- input ---------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from schemas import examples as ex
 from schemas.inbound import PoliceNotification, Referral
 from services.common.topics import INBOUND_POLICE, INBOUND_REFERRALS
 from tests.integration.intake_harness import IntakeUnderTest
-from tests.support import fetch, fetchval
+from tests.support import Stack, fetch, fetchval
 
 pytestmark = pytest.mark.integration
 
@@ -473,3 +474,25 @@ async def test_the_dash_score_and_the_consent_or_lawful_basis_are_recorded(
         (None, False, "prejudice_to_investigation"),
         (None, True, None),
     ]
+
+
+async def test_intake_records_contacts_at_the_time_its_clock_says(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Every service reads "now" from the runtime's clock, so a test fixes and moves it
+    (``MASH_CLOCK_FILE``) as routing's tests always could."""
+    now = datetime(2025, 6, 3, 9, 0, tzinfo=UTC)
+    clocked = await IntakeUnderTest.start(stack, tmp_path, now=now)
+    try:
+        recorded = []
+        for n, at in enumerate((now, now + timedelta(days=2))):
+            clocked.set_clock(at)
+            payload = Referral.model_validate(ex.referral(referral_id=f"CLOCK-{n}"))
+            partition, offset = await clocked.send(INBOUND_REFERRALS, payload)
+            fate = await clocked.fate(INBOUND_REFERRALS, partition, offset)
+            assert fate.contact_id is not None
+            contact = await clocked.contact(fate.contact_id)
+            recorded.append(datetime.fromisoformat(contact["recorded_at"]))
+        assert recorded == [now, now + timedelta(days=2)]
+    finally:
+        await clocked.stop()

@@ -23,6 +23,7 @@ from schemas import examples as ex
 from schemas.base import ContractModel
 from schemas.cloudevents import encode_binary
 from schemas.inbound import PoliceNotification, Referral
+from services.common.clock import Clock, system_clock
 from services.common.db import apply_migrations
 from services.common.kafka import InboundMessage
 from services.common.metrics import ServiceMetrics
@@ -58,6 +59,7 @@ class _Runtime:
     statements: list[str] = field(default_factory=list)
     service: str = SERVICE
     settings: Settings = field(default_factory=Settings)
+    clock: Clock = system_clock
     metrics: ServiceMetrics = field(default_factory=lambda: ServiceMetrics(SERVICE))
     log: Any = field(default_factory=structlog.get_logger)
     topics: TopicNames = field(default_factory=lambda: TopicNames(""))

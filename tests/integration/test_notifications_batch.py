@@ -31,6 +31,7 @@ from schemas.cloudevents import CloudEvent, encode_binary
 from schemas.events import Contact, Routed
 from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
+from services.common.clock import system_clock
 from services.common.db import apply_migrations
 from services.common.kafka import InboundMessage
 from services.common.metrics import ServiceMetrics
@@ -355,6 +356,7 @@ def service(metrics: ServiceMetrics) -> tuple[Notifications, ServiceRuntime]:
             topics=TopicNames("inproc."),
             metrics=metrics,
             log=structlog.get_logger("notifications"),
+            clock=system_clock,
         ),
     )
     webhooks = WebhookConfig(
@@ -366,9 +368,9 @@ def service(metrics: ServiceMetrics) -> tuple[Notifications, ServiceRuntime]:
 
 def received(
     steps: Sequence[Step], conn: Counting, runtime: ServiceRuntime, first_offset: int
-) -> list[Received]:
+) -> list[Received[Any]]:
     """The events as the pipeline hands them to an effect."""
-    batch = []
+    batch: list[Received[Any]] = []
     for i, step in enumerate(steps):
         payload: ContractModel = step.payload
         message = InboundMessage(step.topic, 0, first_offset + i, step.key.encode(), b"", [])

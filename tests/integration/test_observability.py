@@ -505,14 +505,14 @@ async def test_pipeline_latency_is_measured_from_publish_and_report_age_from_rec
     recorded = await fetchval(observed.world.dsn, "SELECT count(*) FROM contacts")
     await settled(
         observed,
-        'sum(mash_pipeline_latency_seconds_count{stage="routing"})',
+        'sum(mash_pipeline_latency_seconds_count{stage="routing_decisions"})',
         (),
         {(): float(routed)},
     )
     # Everything was published a moment ago: each decision was routed within five minutes
     # of its contact's first publish, the sample's years-old receipts included.
     fast = observed.prometheus.values(
-        'sum(mash_pipeline_latency_seconds_bucket{stage="routing", le="300.0"})'
+        'sum(mash_pipeline_latency_seconds_bucket{stage="routing_decisions", le="300.0"})'
     )
     assert fast == {(): float(routed)}
     # Report age measures the sender's receipt: the marker traffic was received a minute

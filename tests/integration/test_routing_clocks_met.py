@@ -165,8 +165,14 @@ async def test_held_by_screening_shown_by_routing_and_released_by_the_practition
 ) -> None:
     """End to end: a contact screened with the gate on is held by screening, shown on the
     hub's s47 queue by routing, and takes effect when police and CSC confirm it."""
+    # Screening on the real time, not routing's file clock: its decision is made now.
     routing.processes.start(
-        "screening", {"MASH_METRICS_PORT": "0", "MASH_SCREENING_S47_CONFIRMATION": "true"}
+        "screening",
+        {
+            "MASH_METRICS_PORT": "0",
+            "MASH_SCREENING_S47_CONFIRMATION": "true",
+            "MASH_CLOCK_FILE": "",
+        },
     )
     tag = derive_id("held-e2e", routing.world.prefix)[:8]
     contact_id, key = f"CON-{tag}", f"HH-{tag}"

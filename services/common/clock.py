@@ -1,10 +1,12 @@
-"""The routing process's clock: real time in production, a file in tests.
+"""Every service's clock: real time in production, a file in tests.
 
-Statutory clocks are checked against "now". Tests must move "now" forward without waiting
-(and across a restart of the process), so the clock is injected: with
-``MASH_CLOCK_FILE`` set, "now" is the RFC 3339 instant written in that file, re-read on
-every call; without it, "now" is the system clock. The domain code never reads either:
-it is handed the instant.
+Recorded times, screening decisions, statutory clocks, feedback and dead letters are all
+stamped with "now". Tests must fix "now", and move it forward without waiting (and across
+a restart of the process), so the clock is injected: the runtime holds one
+(:attr:`services.common.runtime.ServiceRuntime.clock`), and every service reads "now" from
+it, never from the system directly. With ``MASH_CLOCK_FILE`` set, "now" is the RFC 3339
+instant written in that file, re-read on every call; without it, "now" is the system
+clock. The domain code never reads either: it is handed the instant.
 """
 
 from __future__ import annotations

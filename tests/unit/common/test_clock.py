@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.routing.clock import ClockError, clock_from, file_clock, system_clock
+from services.common.clock import ClockError, clock_from, file_clock, system_clock
 
 
 def test_without_a_file_the_clock_is_real_time() -> None:

@@ -10,6 +10,9 @@ the outbox relays, the health probe, the lag exporter, the ``mash`` CLI) connect
 :class:`~pydantic.SecretStr` (masked in ``repr``, ``str`` and ``model_dump``) or read from
 a ``*_FILE`` when a client is built; an inconsistent combination is refused here with one
 line naming the variables, never their secret values (:func:`load_settings`).
+
+One module on purpose: it is the one settings object; most of its length is the 47
+variables' descriptions, and the cross-field checks belong next to the fields they compare.
 """
 
 from __future__ import annotations

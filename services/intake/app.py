@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from schemas.inbound import CaseStatus, PoliceNotification, Referral
 from schemas.types import ce_type_of
 from services.common.clock import Clock
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import consume_topic
+from services.common.received import Received, Rejected
 from services.common.runtime import ServiceRuntime
 from services.common.topics import (
     CONTACTS,

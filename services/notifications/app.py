@@ -35,7 +35,8 @@ from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.ids import derive_id
 from services.common.outbox import PRODUCT_SOURCE
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import consume_topic
+from services.common.received import Received, Rejected
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, ROUTED, SCHOOL_NOTIFICATIONS
 from services.common.topology import Topology, load_topology

@@ -26,7 +26,8 @@ from schemas.types import ce_type_of
 from services.common.calendar import WorkingCalendar
 from services.common.clock import Clock
 from services.common.outbox import enqueue_rows, outbox_row
-from services.common.pipeline import Received, Rejected, consume_topic
+from services.common.pipeline import consume_topic
+from services.common.received import Received, Rejected
 from services.common.runtime import ServiceRuntime
 from services.common.topics import DECISIONS, QUEUE_UPDATES
 from services.common.topology import load_topology

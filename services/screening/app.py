@@ -30,7 +30,8 @@ from schemas.types import ce_type_of
 from services.common.kafka import (
     InboundMessage,
 )
-from services.common.pipeline import Received, Rejected, consume_topic, one_by_one
+from services.common.pipeline import consume_topic
+from services.common.received import Received, Rejected, one_by_one
 from services.common.runtime import ServiceRuntime
 from services.common.settings import Settings
 from services.common.topics import (

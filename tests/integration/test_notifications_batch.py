@@ -35,7 +35,7 @@ from services.common.clock import system_clock
 from services.common.db import apply_migrations
 from services.common.kafka import InboundMessage
 from services.common.metrics import ServiceMetrics
-from services.common.pipeline import Received
+from services.common.received import Received
 from services.common.runtime import ServiceRuntime
 from services.common.topics import CONTACTS, ROUTED, SCHOOL_NOTIFICATIONS, TopicNames
 from services.common.topology import load_topology
